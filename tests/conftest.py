@@ -1,0 +1,29 @@
+"""Shared fixtures: the NB201 table from ../shared (skipped with a reason where absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def nb201_table_path() -> Path | None:
+    """``$HWNAS_NB201_TABLE`` or ``../shared/data/nb201/nb201_cifar.csv.gz`` if it exists."""
+    env = os.environ.get("HWNAS_NB201_TABLE")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "data" / "nb201" / "nb201_cifar.csv.gz")
+    return next((p for p in candidates if p.is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def nb201_table_file() -> Path:
+    path = nb201_table_path()
+    if path is None:
+        pytest.skip(
+            "NB201 table not found: set HWNAS_NB201_TABLE or place it at "
+            "../shared/data/nb201/nb201_cifar.csv.gz"
+        )
+    return path
