@@ -1,0 +1,247 @@
+"""Objectives, hard constraints and scalarisation, built from the config.
+
+Every multi-objective computation in ``searchers`` works on *minimisation* vectors:
+a maximised metric is negated. ``Objectives.vector`` does that conversion in one place.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+GOALS = ("maximize", "minimize")
+
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+# metric, comparison, number (int, float, exponent); nothing else is accepted.
+_CONSTRAINT_RE = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*"
+    r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One metric to maximise or minimise."""
+
+    metric: str
+    goal: str = "maximize"
+
+    def __post_init__(self) -> None:
+        if self.goal not in GOALS:
+            raise ValueError(f"objective goal must be one of {GOALS}, got {self.goal!r}")
+
+    def to_min(self, value: float) -> float:
+        """``value`` as a quantity to minimise."""
+        return -float(value) if self.goal == "maximize" else float(value)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A hard bound ``metric op bound``; a result that breaks it is infeasible."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def satisfied(self, value: float) -> bool:
+        """Whether ``value`` meets the bound (NaN never does)."""
+        v = float(value)
+        return not math.isnan(v) and _OPS[self.op](v, self.bound)
+
+    def violation(self, value: float) -> float:
+        """How far ``value`` is outside the bound (0 when satisfied, inf for NaN)."""
+        v = float(value)
+        if math.isnan(v):
+            return math.inf
+        if self.satisfied(v):
+            return 0.0
+        return abs(v - self.bound) + (1e-12 if self.op in ("<", ">") else 0.0)
+
+    def admits_range(self, lower: float, upper: float) -> bool:
+        """Whether any value in ``[lower, upper]`` satisfies the bound."""
+        if self.op == "<=":
+            return lower <= self.bound
+        if self.op == "<":
+            return lower < self.bound
+        if self.op == ">=":
+            return upper >= self.bound
+        return upper > self.bound
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+def parse_constraint(text: str) -> Constraint:
+    """Parse ``"metric <=|>=|<|> number"`` strictly (no expressions, no eval)."""
+    if not isinstance(text, str):
+        raise ValueError(f"constraint must be a string like 'latency_ms <= 5', got {text!r}")
+    m = _CONSTRAINT_RE.match(text)
+    if m is None:
+        raise ValueError(
+            f"cannot parse constraint {text!r}: expected 'METRIC OP NUMBER' with OP one of "
+            "<=, >=, <, > (e.g. 'latency_ms <= 5')"
+        )
+    bound = float(m.group(3))
+    if not math.isfinite(bound):
+        raise ValueError(f"constraint {text!r} has a non-finite bound")
+    return Constraint(m.group(1), m.group(2), bound)
+
+
+@dataclass(frozen=True)
+class Scalarization:
+    """MnasNet-style reward ``metric * (cost / target) ** w`` (higher is better).
+
+    With ``w < 0`` a cost above ``target`` lowers the reward smoothly (a soft constraint);
+    MnasNet used ``w = -0.07``. Costs at or below zero are clamped to a tiny positive value.
+    """
+
+    metric: str
+    cost: str
+    target: float
+    w: float = -0.07
+    kind: str = "mnasnet"
+
+    def score(self, values: Mapping[str, float]) -> float:
+        acc = float(values[self.metric])
+        cost = max(float(values[self.cost]), 1e-9)
+        return acc * (cost / self.target) ** self.w
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """The search's objectives, hard constraints and optional scalarisation."""
+
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...] = ()
+    scalarization: Scalarization | None = None
+    #: Reference point in the metrics' own units (converted by ``reference_vector``).
+    reference_point: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise ValueError("at least one objective is required")
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Objective metric names, in order."""
+        return tuple(o.metric for o in self.objectives)
+
+    @property
+    def needed_metrics(self) -> tuple[str, ...]:
+        """Every metric the objectives, constraints and scalarisation read."""
+        names = list(self.metrics)
+        names += [c.metric for c in self.constraints]
+        if self.scalarization is not None:
+            names += [self.scalarization.metric, self.scalarization.cost]
+        return tuple(dict.fromkeys(names))
+
+    def vector(self, values: Mapping[str, Any]) -> np.ndarray:
+        """The objective values as a minimisation vector (NaN where missing)."""
+        out = np.empty(len(self.objectives))
+        for i, o in enumerate(self.objectives):
+            v = values.get(o.metric)
+            out[i] = o.to_min(v) if _is_number(v) else math.nan
+        return out
+
+    def reference_vector(self) -> np.ndarray:
+        """The hypervolume reference point as a minimisation vector.
+
+        Default per metric when the config gives none: an accuracy's worst value (0.0); for
+        any other metric the point is left NaN and computed from data by the caller.
+        """
+        out = np.empty(len(self.objectives))
+        for i, o in enumerate(self.objectives):
+            if o.metric in self.reference_point:
+                out[i] = o.to_min(self.reference_point[o.metric])
+            elif o.metric.endswith("accuracy"):
+                out[i] = o.to_min(0.0)
+            else:
+                out[i] = math.nan
+        return out
+
+    def violation(self, values: Mapping[str, Any]) -> float:
+        """Total amount by which ``values`` break the hard constraints (0 = feasible)."""
+        total = 0.0
+        for c in self.constraints:
+            v = values.get(c.metric)
+            total += c.violation(v) if _is_number(v) else math.inf
+        return total
+
+    def feasible(self, values: Mapping[str, Any]) -> bool:
+        """Whether ``values`` meet every hard constraint."""
+        return self.violation(values) == 0.0
+
+    def score(self, values: Mapping[str, Any]) -> float:
+        """One number, higher is better, for single-objective strategies.
+
+        The scalarisation when configured, else the single objective (negated when it is
+        minimised). NaN when a needed metric is missing.
+        """
+        try:
+            if self.scalarization is not None:
+                s = self.scalarization.score(values)
+            else:
+                s = -self.objectives[0].to_min(values[self.objectives[0].metric])
+        except (KeyError, TypeError, ValueError):
+            return math.nan
+        return float(s)
+
+    def ranking_key(self, values: Mapping[str, Any] | None) -> tuple[float, float]:
+        """Sort key, larger is better: feasible first, then by ``score`` (NaN last)."""
+        if values is None:
+            return (-math.inf, -math.inf)
+        s = self.score(values)
+        return (-self.violation(values), -math.inf if math.isnan(s) else s)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-native description (for reports and state files)."""
+        return {
+            "objectives": [{"metric": o.metric, "goal": o.goal} for o in self.objectives],
+            "constraints": [str(c) for c in self.constraints],
+            "scalarization": None
+            if self.scalarization is None
+            else {
+                "kind": self.scalarization.kind,
+                "metric": self.scalarization.metric,
+                "cost": self.scalarization.cost,
+                "target": self.scalarization.target,
+                "w": self.scalarization.w,
+            },
+            "reference_point": dict(self.reference_point),
+        }
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def make_objectives(
+    objectives: Sequence[tuple[str, str]],
+    constraints: Sequence[str] = (),
+    scalarization: Scalarization | None = None,
+    reference_point: Mapping[str, float] | None = None,
+) -> Objectives:
+    """Convenience constructor from ``(metric, goal)`` pairs and constraint strings."""
+    return Objectives(
+        tuple(Objective(m, g) for m, g in objectives),
+        tuple(parse_constraint(c) for c in constraints),
+        scalarization,
+        dict(reference_point or {}),
+    )
+
+
+__all__ = [
+    "GOALS",
+    "Constraint",
+    "Objective",
+    "Objectives",
+    "Scalarization",
+    "make_objectives",
+    "parse_constraint",
+]

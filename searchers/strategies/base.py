@@ -1,0 +1,181 @@
+"""The ask/tell interface every strategy implements, and the strategy registry.
+
+A strategy proposes architectures (``ask``) and learns from results (``tell``); it never
+sees trials, lengths or engines. Filters (dedupe, constraint pre-filter) sit in front of it
+in ``searchers.filters``; early stopping is ``searchers.asha``'s business.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from searchers.objectives import Objectives
+from spaces.base import SearchSpace
+
+
+class StrategyOptions(BaseModel):
+    """Base of every strategy's options model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UnknownStrategyError(ValueError):
+    """No strategy is registered under the requested name."""
+
+
+class Strategy(ABC):
+    """Proposes architectures one at a time and learns from their results.
+
+    Subclasses set ``name``, ``Options`` (a ``StrategyOptions`` subclass) and
+    ``multi_objective`` (False: the strategy ranks by ``objectives.score``, so a config with
+    several objectives needs a scalarisation). All randomness comes from ``self.rng``.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+    multi_objective: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        objectives: Objectives,
+        rng: np.random.Generator,
+        **options: Any,
+    ) -> None:
+        self.space = space
+        self.objectives = objectives
+        self.rng = rng
+        self.options = self.Options(**options)
+        #: Every result told, in order: ``(arch, values or None for a failure)``.
+        self.history: list[tuple[str, dict[str, float] | None]] = []
+
+    # -- the interface ------------------------------------------------------------------
+    @abstractmethod
+    def ask(self) -> str:
+        """One proposal (a valid architecture string of ``self.space``)."""
+
+    def tell(self, arch: str, values: Mapping[str, float] | None) -> None:
+        """Record the result of ``arch``: its metric values, or ``None`` when it failed."""
+        clean = None if values is None else _clean_values(values)
+        self.history.append((arch, clean))
+        self._observe(arch, clean)
+
+    def _observe(self, arch: str, values: dict[str, float] | None) -> None:  # noqa: B027
+        """Hook for subclasses: update internal state after ``tell``."""
+
+    # -- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: pure JSON (rng state included)."""
+        return {
+            "name": self.name,
+            "options": self.options.model_dump(mode="json"),
+            "rng": _jsonable_rng_state(self.rng.bit_generator.state),
+            "history": [[a, v] for a, v in self.history],
+            "extra": self._extra_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from ``state_dict()`` output (the options must match)."""
+        if state.get("name") != self.name:
+            raise ValueError(f"state is for strategy {state.get('name')!r}, not {self.name!r}")
+        self.rng.bit_generator.state = dict(state["rng"])
+        self.history = [(str(a), None if v is None else dict(v)) for a, v in state["history"]]
+        self._load_extra_state(state.get("extra") or {})
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Subclass state beyond history and rng (JSON)."""
+        return {}
+
+    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:  # noqa: B027
+        """Inverse of ``_extra_state``."""
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    def successes(self) -> list[tuple[str, dict[str, float]]]:
+        """Told results that did not fail, in order."""
+        return [(a, v) for a, v in self.history if v is not None]
+
+
+def _clean_values(values: Mapping[str, Any]) -> dict[str, float]:
+    """Keep numeric values as floats (NaN/inf dropped, so the dict stays pure JSON)."""
+    out: dict[str, float] = {}
+    for k, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            continue
+        f = float(v)
+        if math.isfinite(f):
+            out[str(k)] = f
+    return out
+
+
+def _jsonable_rng_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``bit_generator.state`` with numpy scalars/arrays turned into JSON natives."""
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, Mapping):
+            return {str(k): conv(v) for k, v in x.items()}
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, np.integer):
+            return int(x)
+        return x
+
+    return conv(state)
+
+
+#: Registered strategies by name (filled by ``register`` when ``searchers.strategies`` loads).
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator adding a strategy to ``STRATEGIES`` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The strategy class registered as ``name``."""
+    import searchers.strategies  # noqa: F401  (registers the built-in strategies)
+
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise UnknownStrategyError(
+            f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}"
+        ) from None
+
+
+def validate_strategy_options(name: str, options: Mapping[str, Any]) -> StrategyOptions:
+    """Validate ``options`` against the strategy's own model (raises ``ValidationError``)."""
+    return strategy_class(name).Options(**dict(options))
+
+
+def make_strategy(
+    name: str,
+    space: SearchSpace,
+    objectives: Objectives,
+    rng: np.random.Generator,
+    options: Mapping[str, Any] | None = None,
+) -> Strategy:
+    """Construct the strategy registered as ``name`` with validated ``options``."""
+    return strategy_class(name)(space, objectives, rng, **dict(options or {}))
+
+
+__all__ = [
+    "STRATEGIES",
+    "Strategy",
+    "StrategyOptions",
+    "UnknownStrategyError",
+    "ValidationError",
+    "make_strategy",
+    "register",
+    "strategy_class",
+    "validate_strategy_options",
+]
