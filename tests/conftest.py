@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from spaces.nb201_table import default_table_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def nb201_table_path() -> Path | None:
     """``$HWNAS_NB201_TABLE`` or ``../shared/data/nb201/nb201_cifar.csv.gz`` if it exists."""
-    env = os.environ.get("HWNAS_NB201_TABLE")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO_ROOT.parent / "shared" / "data" / "nb201" / "nb201_cifar.csv.gz")
-    return next((p for p in candidates if p.is_file()), None)
+    return default_table_path()
 
 
 @pytest.fixture(scope="session")
