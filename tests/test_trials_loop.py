@@ -1,0 +1,156 @@
+"""Training loop: learning on digits, bitwise resume, failure outcomes, hparams checks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from trials.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
+from trials.errors import InvalidTrial, TrainingDiverged
+from trials.hparams import HParamsError, parse_hparams
+from trials.loop import TIMING_KEYS, TrialRun, train_to
+
+NB201_ARCH = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+)
+
+
+def hparams(space: str = "nb201", arch: str = NB201_ARCH, **training: Any) -> dict[str, Any]:
+    """Tiny, single-threaded (bitwise-reproducible) settings on the offline digits."""
+    options = {"nb201": {"C": 8, "N": 1}}.get(space, {})
+    return {
+        "space": space,
+        "space_options": options,
+        "arch": arch,
+        "seed": 7,
+        "data": {"dataset": "digits", "train_subset": 512},
+        "training": {"max_epochs": 3, "batch_size": 64, "cpu_threads": 1, **training},
+        "latency": {"enabled": False},
+    }
+
+
+def untimed(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
+
+
+def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a["epoch"] == b["epoch"]
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for sa, sb in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    assert a["scheduler"] == b["scheduler"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+@pytest.mark.parametrize("space", ["nb201"])
+def test_resume_after_two_epochs_matches_three_uninterrupted(space: str, tmp_path: Path) -> None:
+    hp = hparams(space)
+    straight = train_to(hp, 3, tmp_path / "straight")
+    first = train_to(hp, 2, tmp_path / "resumed")
+    assert first["epochs"] == 2
+    # A fresh TrialRun (as in a new process) resumes from the epoch-2 checkpoint.
+    resumed = train_to(hp, 3, tmp_path / "resumed")
+    assert untimed(resumed) == untimed(straight)
+    assert resumed["epochs"] == 3
+    assert_same_state(load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed"))
+    # The two-epoch metrics differ from the three-epoch ones: training really continued.
+    assert first["train_loss"] != resumed["train_loss"]
+
+
+def test_nb201_learns_digits_and_reports_the_contract(tmp_path: Path) -> None:
+    hp = hparams()
+    hp["data"]["train_subset"] = None
+    seen: list[tuple[int, dict[str, Any]]] = []
+    metrics = train_to(hp, 2, tmp_path, report=lambda e, m: seen.append((e, m)))
+    assert [e for e, _ in seen] == [1, 2]
+    assert metrics["validation_accuracy"] > 0.6  # chance is 0.1
+    for key in ("validation_loss", "train_loss", "params", "flops", "epochs"):
+        assert key in metrics
+    assert metrics["epochs"] == 2
+    space_model = TrialRun(hp).model
+    assert metrics["params"] == sum(p.numel() for p in space_model.parameters())
+    assert metrics["flops"] > 2 * metrics["params"]  # convolutions reuse weights spatially
+    # The LR follows the cosine over max_epochs=3, not over the 2 trained epochs.
+    assert 0.0 < metrics["lr"] < parse_hparams(hp).training.lr
+    assert (tmp_path / CHECKPOINT_FILE).is_file()
+
+
+def test_schedule_spans_max_epochs() -> None:
+    run = TrialRun(hparams(max_epochs=4))
+    run.train_to(2)
+    # Halfway through the planned 4 epochs the cosine factor is 0.5.
+    assert run.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * run.hp.training.lr)
+
+
+def test_invalid_architecture_is_an_invalid_trial() -> None:
+    with pytest.raises(InvalidTrial, match="rejected by space 'nb201'"):
+        TrialRun(hparams(arch="|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    with pytest.raises(InvalidTrial, match="unknown search space"):
+        TrialRun(hparams(space="nope", arch="x"))
+
+
+def test_huge_learning_rate_stops_with_nan_outcome(tmp_path: Path) -> None:
+    with pytest.raises(TrainingDiverged, match="loss became") as info:
+        train_to(hparams(lr=1e9, grad_clip=0.0), 1, tmp_path)
+    assert info.value.kind == "nan"
+    assert not (tmp_path / CHECKPOINT_FILE).exists()  # a diverged epoch is never checkpointed
+
+
+def test_checkpoint_of_another_trial_is_refused(tmp_path: Path) -> None:
+    train_to(hparams(), 1, tmp_path)
+    other = hparams(arch=NB201_ARCH.replace("none~2", "skip_connect~2"))
+    with pytest.raises(CheckpointError, match="arch"):
+        train_to(other, 2, tmp_path)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_length_beyond_max_epochs_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(HParamsError, match="max_epochs=3"):
+        train_to(hparams(), 4, tmp_path)
+
+
+def test_bad_hparams_name_the_field() -> None:
+    hp = hparams()
+    hp["training"]["learning_rate"] = 0.1
+    with pytest.raises(HParamsError, match=r"hparams\.training\.learning_rate"):
+        parse_hparams(hp)
+    hp = hparams(amp="fp8")
+    with pytest.raises(HParamsError, match=r"hparams\.training\.amp.*'fp8'"):
+        parse_hparams(hp)
+    with pytest.raises(HParamsError, match=r"hparams\.arch"):
+        parse_hparams({"space": "nb201"})
+
+
+@pytest.mark.parametrize("option", [{"amp": "bf16"}, {"channels_last": True}])
+def test_bf16_autocast_and_channels_last_train_on_cpu(option: dict[str, Any]) -> None:
+    run = TrialRun(hparams(max_epochs=1, **option))
+    run.train_to(1)
+    metrics = run.evaluate()
+    assert 0.0 <= metrics["validation_accuracy"] <= 1.0
+    assert torch.isfinite(torch.tensor(metrics["validation_loss"]))
+
+
+def test_same_seed_same_result_other_seed_differs() -> None:
+    def one_epoch(seed: int) -> dict[str, Any]:
+        hp = copy.deepcopy(hparams(max_epochs=1))
+        hp["seed"] = seed
+        run = TrialRun(hp)
+        run.train_to(1)
+        return run.state_dict()["model"]
+
+    a, b, c = one_epoch(1), one_epoch(1), one_epoch(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)

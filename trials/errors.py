@@ -1,0 +1,36 @@
+"""Why a trial ended without a result: the outcome kinds every runner maps to its own verdict."""
+
+from __future__ import annotations
+
+import torch
+
+
+class TrialError(Exception):
+    """A trial cannot produce metrics; ``kind`` is the outcome name the runners report."""
+
+    kind = "error"
+
+
+class InvalidTrial(TrialError):
+    """The architecture (or its hyperparameters) cannot be trained: the space rejects it."""
+
+    kind = "invalid"
+
+
+class TrialOutOfMemory(InvalidTrial):
+    """The model does not fit the device's memory at this batch size: invalid for this budget."""
+
+    kind = "oom"
+
+
+class TrainingDiverged(TrialError):
+    """The loss became NaN or infinite; training further would only waste the device."""
+
+    kind = "nan"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/CPU allocator failures, which torch raises as several exception types."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
