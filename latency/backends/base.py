@@ -1,0 +1,74 @@
+"""The interface every latency backend implements, and the registry of backend names.
+
+A backend turns an artefact (an ONNX file, or a torch module for the torch backends) into a
+zero-argument callable that runs one inference; ``latency.timing`` times that callable. The
+callable returns its own elapsed seconds where the backend can measure device time (CUDA
+events), else ``None`` (host clock). Nothing here imports a runtime: each backend imports its
+own lazily so a CPU-only machine never touches CUDA, TensorRT or NVML.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+TimedCall = Callable[[], "float | None"]
+
+
+@dataclass
+class BackendOptions:
+    """Settings shared by all backends; each reads the ones it understands."""
+
+    threads: int = 1
+    precision: str = "fp32"
+    compile: bool = False
+    cuda_graph: bool = False
+    device_index: int = 0
+    cache_dir: str | None = None  # TensorRT engine / timing caches
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Loaded:
+    """A ready-to-time inference and what must be released afterwards."""
+
+    run: TimedCall
+    close: Callable[[], None] = lambda: None
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. providers actually used
+
+
+class Backend(ABC):
+    """One runtime on one device class."""
+
+    #: Registry name, e.g. ``"ort-cpu"``.
+    name: str
+    #: ``"onnx"`` (loads an ONNX file) or ``"torch"`` (loads an ``nn.Module``).
+    artefact: str = "onnx"
+    #: ``"cpu"`` or ``"gpu"``: which device facts to record.
+    device_kind: str = "cpu"
+    #: Precisions this backend accepts; the first is the default.
+    precisions: tuple[str, ...] = ("fp32",)
+
+    def __init__(self, options: BackendOptions | None = None) -> None:
+        self.options = options or BackendOptions()
+        if self.options.precision not in self.precisions:
+            from latency.errors import BackendUnavailableError
+
+            raise BackendUnavailableError(
+                f"backend {self.name!r} does not support precision "
+                f"{self.options.precision!r}; choose one of {', '.join(self.precisions)}"
+            )
+
+    @abstractmethod
+    def check_available(self) -> None:
+        """Raise ``BackendUnavailableError`` naming what is missing; cheap, no model needed."""
+
+    @abstractmethod
+    def load(self, artefact: Any, *, batch: int, input_shape: tuple[int, ...]) -> Loaded:
+        """Prepare one inference on a fixed random input of shape ``(batch, *input_shape)``."""
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Library versions that affect the figure (part of the cache key)."""

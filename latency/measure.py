@@ -1,0 +1,257 @@
+"""``measure_architecture``: build, export, time (in a torch-free worker), cache.
+
+ONNX backends: the module is exported here (legacy exporter, checked against torch), then timed
+in a ``python -m latency.worker`` child that never imports torch (DESIGN.md: ORT figures are
+steadiest away from torch's thread pools), with a fresh session per measurement. Torch
+backends time the module in-process. A trial calls this once, after its training step, never
+inside a timed training loop. torch and the spaces are imported lazily so the worker, which
+imports this package, stays torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from latency.backends import BackendOptions, backend_artefact, get_backend
+from latency.cache import LatencyCache, cache_key
+from latency.device import cpu_model
+from latency.result import LatencyResult
+from latency.timing import TimingConfig, TimingStats, time_callable
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from latency.worker import OnnxWorker
+    from spaces.base import SearchSpace
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def target_fields(
+    space: SearchSpace,
+    arch: str,
+    *,
+    backend: str,
+    precision: str,
+    batch: int,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    threads: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything that changes a figure: the cache key's contents."""
+    artefact = backend_artefact(backend)
+    libs = {"torch": _version("torch")} if artefact == "torch" else {}
+    if artefact == "onnx":
+        libs.update({"onnxruntime": _version("onnxruntime")})
+        libs.update({"onnxruntime-gpu": _version("onnxruntime-gpu")})
+        if backend.startswith("trt-"):
+            libs["tensorrt"] = _version("tensorrt")
+    kind = "gpu" if ("cuda" in backend or "trt" in backend) else "cpu"
+    device = f"cpu:{cpu_model()}:t{threads}" if kind == "cpu" else f"gpu:{_gpu_name()}"
+    return {
+        "space": space.name,
+        "space_options": space.space_options(),
+        "canonical_key": space.canonical_key(arch),
+        "backend": backend,
+        "precision": precision,
+        "batch": batch,
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "device": device,
+        "versions": libs,
+        **(extra or {}),
+    }
+
+
+def _gpu_name() -> str:
+    from latency.device import gpu_facts
+
+    facts = gpu_facts()
+    return f"{facts.get('name', 'unknown')}:{facts.get('driver', 'unknown')}"
+
+
+def resolve_space(space: SearchSpace | str, space_options: dict[str, Any] | None) -> SearchSpace:
+    """A ``SearchSpace`` from an instance or a registered name plus options."""
+    if isinstance(space, str):
+        from spaces import get_space
+
+        return get_space(space, **(space_options or {}))
+    return space
+
+
+def build_model(space: SearchSpace, arch: str, num_classes: int, input_shape: tuple[int, ...]):
+    """Build ``arch`` without disturbing the caller's global torch RNG (a trial's seed)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return space.build(arch, num_classes=num_classes, input_shape=tuple(input_shape))
+
+
+def measure_architecture(
+    space: SearchSpace | str,
+    arch: str,
+    *,
+    backend: str = "ort-cpu",
+    batch: int = 1,
+    input_shape: tuple[int, ...] = (3, 32, 32),
+    num_classes: int = 10,
+    threads: int = 1,
+    cache_path: str | Path | None = None,
+    precision: str | None = None,
+    space_options: dict[str, Any] | None = None,
+    model: nn.Module | None = None,
+    timing: TimingConfig | None = None,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    engine_cache_dir: str | None = None,
+    worker: OnnxWorker | None = None,
+    isolate: bool = True,
+) -> LatencyResult:
+    """Measure ``arch`` on ``backend``; reuse a cached figure for the same target if any.
+
+    ``space`` is a ``SearchSpace`` or a registered name (then ``space_options`` apply).
+    ``model`` measures an already built module (e.g. the trained one) instead of a fresh build.
+    ``worker`` reuses a running ``OnnxWorker`` (profiling many architectures); ``isolate=False``
+    times ONNX backends in this process (only for processes that do no torch compute).
+    """
+    start = time.perf_counter()
+    space = resolve_space(space, space_options)
+    arch = space.validate(arch)
+    input_shape = tuple(int(d) for d in input_shape)
+    options = BackendOptions(
+        threads=threads,
+        compile=compile,
+        cuda_graph=cuda_graph,
+        cache_dir=engine_cache_dir,
+    )
+    if precision is not None:
+        options.precision = precision
+    target = get_backend(backend, options)
+    precision = target.options.precision
+    extra = {"compile": compile, "cuda_graph": cuda_graph} if target.artefact == "torch" else {}
+    fields = target_fields(
+        space,
+        arch,
+        backend=backend,
+        precision=precision,
+        batch=batch,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        threads=threads,
+        extra=extra,
+    )
+    key = cache_key(fields)
+    cache = LatencyCache(cache_path) if cache_path is not None else None
+    try:
+        if cache is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                return LatencyResult.from_dict(hit, cached=True)
+        target.check_available()  # fail before spending time on export
+        if model is None:
+            model = build_model(space, arch, num_classes, input_shape)
+        common = {
+            "space": space.name,
+            "arch": arch,
+            "canonical_key": fields["canonical_key"],
+            "backend": backend,
+            "precision": precision,
+            "batch": batch,
+            "input_shape": input_shape,
+            "threads": threads,
+        }
+        if target.artefact == "torch":
+            result = _measure_torch(target, model, common, timing, start)
+        else:
+            result = _measure_onnx(target, model, common, timing, worker, isolate, start)
+        if cache is not None:
+            cache.put(key, fields, result.to_dict())
+        return result
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _measure_torch(target, model, common, timing, start) -> LatencyResult:
+    from latency.device import device_facts
+
+    loaded = target.load(model, batch=common["batch"], input_shape=common["input_shape"])
+    try:
+        stats = time_callable(loaded.run, timing)
+    finally:
+        loaded.close()
+    facts = device_facts(
+        target.device_kind, threads=common["threads"], index=target.options.device_index
+    )
+    return LatencyResult(
+        **common,
+        stats=stats,
+        device=facts,
+        versions=target.versions(),
+        overhead_s=time.perf_counter() - start,
+        info=loaded.info,
+    )
+
+
+def _measure_onnx(target, model, common, timing, worker, isolate, start) -> LatencyResult:
+    from latency.export import export_onnx
+    from latency.worker import OnnxWorker, handle
+
+    label = f"{common['space']} architecture {common['arch']}"
+    with tempfile.TemporaryDirectory(prefix="hwnas-latency-") as tmp:
+        exported = export_onnx(
+            model,
+            Path(tmp) / "model.onnx",
+            input_shape=common["input_shape"],
+            batch=common["batch"],
+            label=label,
+        )
+        request = {
+            "onnx_path": exported.path,
+            "backend": common["backend"],
+            "batch": common["batch"],
+            "input_shape": list(common["input_shape"]),
+            "options": {
+                "threads": target.options.threads,
+                "precision": target.options.precision,
+                "device_index": target.options.device_index,
+                "cache_dir": target.options.cache_dir,
+            },
+            "timing": (timing or TimingConfig()).to_dict(),
+        }
+        if not isolate:
+            reply = handle(request)
+            if not reply["ok"]:
+                from latency.errors import BackendUnavailableError, MeasurementError
+
+                kind = reply["kind"]
+                raise (BackendUnavailableError if kind == "unavailable" else MeasurementError)(
+                    reply["message"]
+                )
+        elif worker is not None:
+            reply = worker.measure(request)
+        else:
+            with OnnxWorker() as one_shot:
+                reply = one_shot.measure(request)
+    export = exported.to_dict()
+    export.pop("path")
+    return LatencyResult(
+        **common,
+        stats=TimingStats.from_dict(reply["stats"]),
+        device=reply["device"],
+        versions=reply["versions"],
+        export=export,
+        overhead_s=time.perf_counter() - start,
+        info={**reply["info"], "load_s": reply["load_s"]},
+    )
