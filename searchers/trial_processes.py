@@ -1,0 +1,280 @@
+"""Trial child processes for the local runner: launch, watch, time out, collect the result.
+
+Each ``ValidateAfter`` becomes one child ``python -m trials.local --request REQ --result RES``
+in its own process group (so a timeout kills the trial and anything it forked). The child's
+stdout and stderr go to the trial's ``log.txt``. Nothing here knows about search methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+#: The child command; the runner appends ``--request REQ --result RES``.
+DEFAULT_TRIAL_COMMAND = (sys.executable, "-m", "trials.local")
+
+#: Failure kinds a finished child can have (the trial contract's plus the runner's own).
+FAILURE_KINDS = ("invalid", "oom", "nan", "error", "timeout", "crash")
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What one child run produced: metrics, or a failure kind and message."""
+
+    trial_id: int
+    length: int
+    ok: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+    kind: str = ""
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class TrialProcess:
+    """One running child: its process, files, slot and deadline."""
+
+    trial_id: int
+    length: int
+    popen: subprocess.Popen
+    result_path: Path
+    log: TextIO
+    slot: int
+    started: float
+    deadline: float | None
+    timed_out: bool = False
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` via a temp file + ``os.replace`` so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True, allow_nan=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The child's result JSON, or None when absent or unreadable (a crash mid-write)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "ok" in data else None
+
+
+def outcome_from_result(
+    trial_id: int, length: int, result: dict[str, Any], seconds: float = 0.0
+) -> TrialOutcome:
+    """Turn a result dict of the trial contract into a ``TrialOutcome``."""
+    if result.get("ok"):
+        metrics = result.get("metrics")
+        if not isinstance(metrics, dict):
+            return TrialOutcome(
+                trial_id,
+                length,
+                False,
+                kind="error",
+                message="result has ok=true but no metrics dict",
+                seconds=seconds,
+            )
+        return TrialOutcome(trial_id, length, True, metrics=metrics, seconds=seconds)
+    kind = str(result.get("kind", "error"))
+    if kind not in FAILURE_KINDS:
+        kind = "error"
+    return TrialOutcome(
+        trial_id, length, False, kind=kind, message=str(result.get("message", "")), seconds=seconds
+    )
+
+
+class TrialPool:
+    """Runs at most ``len(slots)`` trial children at once; slot ``i`` maps to a device."""
+
+    def __init__(
+        self,
+        command: tuple[str, ...] | list[str],
+        slots: list[str | None],
+        *,
+        timeout_s: float | None,
+        threads_per_trial: int,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        if not slots:
+            raise ValueError("a trial pool needs at least one slot")
+        self.command = list(command)
+        self.slots = list(slots)  # CUDA_VISIBLE_DEVICES value per slot, None = CPU
+        self.timeout_s = timeout_s
+        self.threads_per_trial = max(1, int(threads_per_trial))
+        self.extra_env = dict(extra_env or {})
+        self.running: dict[int, TrialProcess] = {}  # by trial id
+
+    @property
+    def free_slots(self) -> int:
+        return len(self.slots) - len(self.running)
+
+    def _free_slot(self) -> int:
+        used = {p.slot for p in self.running.values()}
+        return next(i for i in range(len(self.slots)) if i not in used)
+
+    def _env(self, slot: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        threads = str(self.threads_per_trial)
+        # Concurrent children share the cores: each gets its own slice of threads.
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = threads
+        device = self.slots[slot]
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        elif "CUDA_VISIBLE_DEVICES" not in self.extra_env:
+            env["CUDA_VISIBLE_DEVICES"] = ""  # CPU slot: keep the child off any GPU
+        return env
+
+    def launch(self, trial_id: int, length: int, request: dict[str, Any], trial_dir: Path) -> None:
+        """Write the request file and start the child for ``trial_id`` up to ``length``."""
+        if trial_id in self.running:
+            raise RuntimeError(f"trial {trial_id} already has a running child")
+        if self.free_slots <= 0:
+            raise RuntimeError("no free slot to launch a trial")
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        request_path = trial_dir / f"request_{length}.json"
+        result_path = trial_dir / f"result_{length}.json"
+        result_path.unlink(missing_ok=True)
+        atomic_write_json(request_path, request)
+        slot = self._free_slot()
+        log = open(trial_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 (closed on reap)
+        log.write(
+            f"\n=== hwnas: trial {trial_id} to length {length} "
+            f"({time.strftime('%Y-%m-%d %H:%M:%S')}) ===\n"
+        )
+        log.flush()
+        argv = [*self.command, "--request", str(request_path), "--result", str(result_path)]
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._env(slot),
+            start_new_session=True,  # own process group: killable as a whole, immune to ^C
+        )
+        now = time.monotonic()
+        deadline = now + self.timeout_s if self.timeout_s else None
+        self.running[trial_id] = TrialProcess(
+            trial_id, length, popen, result_path, log, slot, now, deadline
+        )
+
+    def _kill(self, proc: TrialProcess) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait()
+
+    def poll(self) -> list[TrialOutcome]:
+        """Reap finished children (killing those past their deadline); their outcomes."""
+        done: list[TrialOutcome] = []
+        now = time.monotonic()
+        for trial_id, proc in list(self.running.items()):
+            if proc.popen.poll() is None:
+                if proc.deadline is None or now < proc.deadline:
+                    continue
+                proc.timed_out = True
+                self._kill(proc)
+            del self.running[trial_id]
+            done.append(self._reap(proc))
+        return done
+
+    def _reap(self, proc: TrialProcess) -> TrialOutcome:
+        seconds = time.monotonic() - proc.started
+        rc = proc.popen.returncode
+        if proc.timed_out:
+            message = f"killed after exceeding the trial timeout of {self.timeout_s:g} s"
+            outcome = TrialOutcome(
+                proc.trial_id, proc.length, False, kind="timeout", message=message, seconds=seconds
+            )
+        else:
+            result = read_result(proc.result_path)
+            if result is not None:
+                outcome = outcome_from_result(proc.trial_id, proc.length, result, seconds)
+            elif rc == -signal.SIGKILL:
+                outcome = TrialOutcome(
+                    proc.trial_id,
+                    proc.length,
+                    False,
+                    kind="oom",
+                    message="child killed by SIGKILL (out of memory?)",
+                    seconds=seconds,
+                )
+            else:
+                outcome = TrialOutcome(
+                    proc.trial_id,
+                    proc.length,
+                    False,
+                    kind="crash",
+                    message=f"child exited with code {rc} and no result; see log.txt",
+                    seconds=seconds,
+                )
+        status = "ok" if outcome.ok else f"{outcome.kind}: {outcome.message}"
+        proc.log.write(f"=== hwnas: exit code {rc}, {seconds:.1f} s, {status} ===\n")
+        proc.log.close()
+        return outcome
+
+    def wait(
+        self, poll_interval_s: float = 0.2, max_wait_s: float | None = None
+    ) -> list[TrialOutcome]:
+        """Block until at least one child finishes (or ``max_wait_s`` passes)."""
+        start = time.monotonic()
+        while True:
+            done = self.poll()
+            if done or not self.running:
+                return done
+            if max_wait_s is not None and time.monotonic() - start >= max_wait_s:
+                return []
+            time.sleep(poll_interval_s)
+
+    def kill_all(self) -> list[int]:
+        """Kill every running child (Ctrl-C, shutdown); the trial ids that were running."""
+        ids = list(self.running)
+        for proc in self.running.values():
+            self._kill(proc)
+            proc.log.write("=== hwnas: killed by the runner (interrupted) ===\n")
+            proc.log.close()
+        self.running.clear()
+        return ids
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids a child may use: ``CUDA_VISIBLE_DEVICES`` if set, else torch's count."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import torch  # lazily: the runner itself needs no torch on CPU-only use
+    except ImportError:
+        return []
+    try:
+        count = torch.cuda.device_count()
+    except Exception:
+        return []
+    return [str(i) for i in range(count)]
+
+
+__all__ = [
+    "DEFAULT_TRIAL_COMMAND",
+    "FAILURE_KINDS",
+    "TrialOutcome",
+    "TrialPool",
+    "atomic_write_json",
+    "outcome_from_result",
+    "read_result",
+    "visible_gpus",
+]
