@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from searchers.strategies import random  # noqa: F401  (registers)
+# Importing the modules registers their strategies in STRATEGIES.
+from searchers.strategies import (  # noqa: F401
+    evolution,
+    local_search,
+    nsga2,
+    predictor,
+    random,
+)
 from searchers.strategies.base import (
     STRATEGIES,
     Strategy,

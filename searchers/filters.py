@@ -1,0 +1,117 @@
+"""The filter chain in front of every strategy (NNI-style middleware).
+
+``CandidateFilter.propose(strategy)`` asks the strategy until a proposal passes, in order:
+
+1. validity — ``space.validate`` (an ``ArchitectureError`` is a rejection, not a crash);
+2. dedupe — the canonical key was never proposed before (a duplicate never trains twice);
+3. hard constraints on predicted/cached cost — a ``cost_predictor`` (any object with
+   ``predict(arch) -> float``, e.g. ``latency.predictor.LatencyPredictor``) gives the cost
+   metric's value before anything trains; a candidate whose prediction breaks a constraint on
+   that metric is dropped.
+
+Retries are bounded: after ``max_consecutive_rejections`` rejections in a row ``propose``
+returns None, and the search method ends the search gracefully instead of spinning (e.g. a
+small space whose every architecture was tried, or a constraint nothing satisfies).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from searchers.objectives import Objectives
+from searchers.strategies.base import Strategy
+from spaces.base import ArchitectureError, SearchSpace
+
+
+class CostPredictor(Protocol):
+    def predict(self, arch: str) -> float: ...
+
+
+def load_cost_predictor(spec: str | None) -> CostPredictor | None:
+    """The latency engineer's predictor for ``spec`` (a saved JSON path or ``table:<device>``).
+
+    Imported lazily: ``searchers`` depends on ``latency`` only for this pre-filter.
+    """
+    if not spec:
+        return None
+    from latency.predictor import LatencyPredictor
+
+    return LatencyPredictor.load(spec)
+
+
+class CandidateFilter:
+    """Validity, dedupe and constraint pre-filter with rejection accounting."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        objectives: Objectives,
+        cost_predictor: CostPredictor | None = None,
+        cost_metric: str = "latency_ms",
+        max_consecutive_rejections: int = 1000,
+    ) -> None:
+        self.space = space
+        self.objectives = objectives
+        self.cost_predictor = cost_predictor
+        self.cost_metric = cost_metric
+        self.max_consecutive_rejections = max_consecutive_rejections
+        self.cost_constraints = tuple(c for c in objectives.constraints if c.metric == cost_metric)
+        self.seen: set[str] = set()
+        self.counts = {"proposed": 0, "accepted": 0, "invalid": 0, "duplicate": 0, "constraint": 0}
+        self.consecutive_rejections = 0
+
+    def predicted_cost(self, arch: str) -> float | None:
+        """The predictor's value for ``arch`` (None without a predictor)."""
+        if self.cost_predictor is None:
+            return None
+        return float(self.cost_predictor.predict(arch))
+
+    def check(self, arch: str) -> tuple[str | None, str, float | None]:
+        """``(normalised arch or None, reason, predicted cost)`` for one proposal."""
+        try:
+            arch = self.space.validate(arch)
+        except ArchitectureError:
+            return None, "invalid", None
+        if self.space.canonical_key(arch) in self.seen:
+            return None, "duplicate", None
+        cost = None
+        if self.cost_constraints:
+            cost = self.predicted_cost(arch)
+            if cost is not None and not all(c.satisfied(cost) for c in self.cost_constraints):
+                return None, "constraint", cost
+        return arch, "accepted", cost
+
+    def propose(self, strategy: Strategy) -> tuple[str, float | None] | None:
+        """The next accepted proposal and its predicted cost, or None when retries ran out."""
+        while self.consecutive_rejections < self.max_consecutive_rejections:
+            self.counts["proposed"] += 1
+            arch, reason, cost = self.check(strategy.ask())
+            self.counts[reason] += 1
+            if arch is not None:
+                self.seen.add(self.space.canonical_key(arch))
+                self.consecutive_rejections = 0
+                return arch, cost
+            self.consecutive_rejections += 1
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seen": sorted(self.seen),
+            "counts": dict(self.counts),
+            "consecutive_rejections": self.consecutive_rejections,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.seen = set(state["seen"])
+        self.counts = {k: int(v) for k, v in state["counts"].items()}
+        self.consecutive_rejections = int(state["consecutive_rejections"])
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """``x`` when finite, else None (keeps state strict JSON)."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+__all__ = ["CandidateFilter", "CostPredictor", "finite_or_none", "load_cost_predictor"]

@@ -1,0 +1,249 @@
+"""Predictor-guided search in the style of BANANAS (White et al. 2021).
+
+A surrogate per modelled metric — a Gaussian process (default) or an ensemble of small MLPs,
+both scikit-learn — is fitted on the space's encodings (``path`` by default) of everything told
+so far, and refitted every ``retrain_every`` new results. Each ask builds a candidate pool:
+mutations of the current best (single-objective) or of the current Pareto front
+(multi-objective), topped up with uniform samples, minus anything already proposed. Each
+candidate gets one independent Thompson sample per metric (a draw from the GP posterior, or
+one random ensemble member), and the pick is:
+
+* single-objective (one objective, or a scalarisation): the highest ``ranking_key`` of the
+  sampled metrics (constraints on modelled metrics respected);
+* multi-objective: the largest hypervolume improvement of the sampled point over the current
+  front; if no candidate improves it, the best random Chebyshev scalarisation (ParEGO).
+
+Models are not serialised: the state keeps the data size and seed of the last fit, and
+``load_state_dict`` refits on exactly that data with that seed, which reproduces the model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from searchers.pareto import hypervolume, nondominated_mask, reference_point
+from searchers.strategies.base import Strategy, StrategyOptions, register
+
+
+class PredictorOptions(StrategyOptions):
+    model: Literal["gp", "mlp"] = "gp"
+    encoding: Literal["path", "onehot"] = "path"
+    initial_random: int = Field(10, ge=2)
+    candidates: int = Field(100, ge=1)
+    mutation_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    retrain_every: int = Field(5, ge=1)
+    ensemble_size: int = Field(5, ge=2)
+    hidden: int = Field(32, ge=1)
+    #: Fit on at most this many results (the most recent), bounding the cost of a refit.
+    max_train: int = Field(500, ge=10)
+
+
+class _Surrogate:
+    """One metric's model: ``fit(X, y)``, ``sample(X, rng)`` -> one Thompson draw per row."""
+
+    def __init__(self, opts: PredictorOptions, seed: int) -> None:
+        self.opts = opts
+        self.seed = seed
+        self.models: list[Any] = []
+        self.mu = 0.0
+        self.sd = 1.0
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.mu = float(y.mean())
+        self.sd = float(y.std()) or 1.0
+        z = (y - self.mu) / self.sd
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter on tiny data sets
+            if self.opts.model == "gp":
+                from sklearn.gaussian_process import GaussianProcessRegressor
+                from sklearn.gaussian_process.kernels import Matern, WhiteKernel
+
+                # Hyperparameters by log marginal likelihood over a small grid: a handful
+                # of Cholesky factorisations, far cheaper (and steadier) than L-BFGS restarts.
+                best = None
+                for length_scale in (1.0, 2.0, 4.0, 8.0):
+                    for noise in (0.01, 0.1, 0.5):
+                        kernel = Matern(length_scale=length_scale, nu=2.5) + WhiteKernel(noise)
+                        gp = GaussianProcessRegressor(kernel=kernel, optimizer=None).fit(X, z)
+                        if best is None or gp.log_marginal_likelihood_value_ > best[0]:
+                            best = (gp.log_marginal_likelihood_value_, gp)
+                self.models = [best[1]]
+            else:
+                from sklearn.neural_network import MLPRegressor
+
+                self.models = [
+                    MLPRegressor(
+                        hidden_layer_sizes=(self.opts.hidden, self.opts.hidden),
+                        max_iter=300,
+                        random_state=self.seed + i,
+                    ).fit(X, z)
+                    for i in range(self.opts.ensemble_size)
+                ]
+
+    def sample(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.opts.model == "gp":
+            mean, std = self.models[0].predict(X, return_std=True)
+            z = mean + std * rng.standard_normal(len(X))
+        else:
+            member = self.models[int(rng.integers(len(self.models)))]
+            z = member.predict(X)
+        return z * self.sd + self.mu
+
+
+@register
+class PredictorSearch(Strategy):
+    """BANANAS-style: surrogate + Thompson sampling over mutated/random candidates."""
+
+    name = "predictor"
+    Options = PredictorOptions
+    multi_objective = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.proposed: set[str] = set()
+        self.fit_size = 0  # number of successes used by the current model
+        self.fit_seed = 0
+        self._models: dict[str, _Surrogate] = {}
+
+    # -- what is modelled -----------------------------------------------------------------
+    @property
+    def _mo(self) -> bool:
+        return len(self.objectives.objectives) > 1 and self.objectives.scalarization is None
+
+    def _modelled_metrics(self) -> tuple[str, ...]:
+        if self._mo:
+            names = list(self.objectives.metrics)
+        elif self.objectives.scalarization is not None:
+            s = self.objectives.scalarization
+            names = [s.metric, s.cost]
+        else:
+            names = [self.objectives.metrics[0]]
+        names += [c.metric for c in self.objectives.constraints]
+        return tuple(dict.fromkeys(names))
+
+    def _training_data(self, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        data = self.successes()[:n][-self.options.max_train :]  # type: ignore[attr-defined]
+        metrics = self._modelled_metrics()
+        data = [(a, v) for a, v in data if all(m in v for m in metrics)]
+        X = np.array([self._encode(a) for a, _ in data], dtype=float)
+        ys = {m: np.array([v[m] for _, v in data], dtype=float) for m in metrics}
+        return X, ys
+
+    def _encode(self, arch: str) -> np.ndarray:
+        return self.space.encode(arch, self.options.encoding)  # type: ignore[attr-defined]
+
+    def _fit(self, n: int, seed: int) -> None:
+        X, ys = self._training_data(n)
+        self._models = {}
+        if len(X) < 2:
+            return
+        for j, (metric, y) in enumerate(ys.items()):
+            model = _Surrogate(self.options, seed + 1000 * j)  # type: ignore[arg-type]
+            model.fit(X, y)
+            self._models[metric] = model
+        self.fit_size, self.fit_seed = n, seed
+
+    # -- ask ----------------------------------------------------------------------------------
+    def ask(self) -> str:
+        opts: PredictorOptions = self.options  # type: ignore[assignment]
+        n_ok = len(self.successes())
+        if n_ok < opts.initial_random:
+            return self._remember(self.space.sample(self.rng))
+        if not self._models or n_ok - self.fit_size >= opts.retrain_every:
+            self._fit(n_ok, int(self.rng.integers(2**31 - 1)))
+        if not self._models:
+            return self._remember(self.space.sample(self.rng))
+        pool = self._candidates()
+        if not pool:
+            return self._remember(self.space.sample(self.rng))
+        X = np.array([self._encode(a) for a in pool], dtype=float)
+        draws = {m: model.sample(X, self.rng) for m, model in self._models.items()}
+        values = [{m: float(draws[m][i]) for m in draws} for i in range(len(pool))]
+        best = self._select_mo(values) if self._mo else self._select_so(values)
+        return self._remember(pool[best])
+
+    def _remember(self, arch: str) -> str:
+        self.proposed.add(self.space.canonical_key(arch))
+        return arch
+
+    def _parents(self) -> list[str]:
+        ok = self.successes()
+        if self._mo:
+            F = np.array([self.objectives.vector(v) for _, v in ok], dtype=float)
+            feas = np.array([self.objectives.feasible(v) for _, v in ok])
+            mask = nondominated_mask(np.where(feas[:, None], F, np.nan))
+            parents = [ok[i][0] for i in np.flatnonzero(mask)]
+        else:
+            order = sorted(range(len(ok)), key=lambda i: (self.objectives.ranking_key(ok[i][1]), i))
+            parents = [ok[i][0] for i in order[-5:]]
+        return parents or [a for a, _ in ok[-5:]]
+
+    def _candidates(self) -> list[str]:
+        opts: PredictorOptions = self.options  # type: ignore[assignment]
+        parents = self._parents()
+        n_mut = round(opts.candidates * opts.mutation_fraction)
+        pool: list[str] = []
+        seen: set[str] = set()
+        for i in range(opts.candidates * 3):  # bounded: small spaces run out of new archs
+            if len(pool) >= opts.candidates:
+                break
+            if i < n_mut and parents:
+                arch = self.space.mutate(parents[int(self.rng.integers(len(parents)))], self.rng)
+            else:
+                arch = self.space.sample(self.rng)
+            key = self.space.canonical_key(arch)
+            if key in self.proposed or key in seen:
+                continue
+            seen.add(key)
+            pool.append(arch)
+        return pool
+
+    def _select_so(self, values: list[dict[str, float]]) -> int:
+        keys = [self.objectives.ranking_key(v) for v in values]
+        return max(range(len(values)), key=lambda i: (keys[i], -i))
+
+    def _select_mo(self, values: list[dict[str, float]]) -> int:
+        ok = [v for _, v in self.successes() if self.objectives.feasible(v)]
+        F = np.array([self.objectives.vector(v) for v in ok], dtype=float).reshape(
+            -1, len(self.objectives.objectives)
+        )
+        front = F[nondominated_mask(F)] if len(F) else F
+        C = np.array([self.objectives.vector(v) for v in values], dtype=float)
+        ref = reference_point(self.objectives, np.vstack([F, C]) if len(F) else C)
+        base = hypervolume(front, ref)
+        feas = np.array([self.objectives.violation(v) == 0 for v in values])
+        hvi = np.array(
+            [
+                hypervolume(np.vstack([front, c[None]]), ref) - base if feas[i] else -1.0
+                for i, c in enumerate(C)
+            ]
+        )
+        if hvi.max() > 0:
+            return int(np.argmax(hvi))
+        # ParEGO fallback: random Chebyshev weights on range-normalised objectives.
+        lo, hi = np.nanmin(C, axis=0), np.nanmax(C, axis=0)
+        norm = (C - lo) / np.where(hi > lo, hi - lo, 1.0)
+        w = self.rng.dirichlet(np.ones(C.shape[1]))
+        cheb = np.nanmax(norm * w, axis=1) + np.where(feas, 0.0, 1e6)
+        return int(np.argmin(cheb))
+
+    # -- state ---------------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "proposed": sorted(self.proposed),
+            "fit_size": self.fit_size,
+            "fit_seed": self.fit_seed,
+        }
+
+    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
+        self.proposed = set(extra.get("proposed", []))
+        self._models = {}
+        self.fit_size = int(extra.get("fit_size", 0))
+        self.fit_seed = int(extra.get("fit_seed", 0))
+        if self.fit_size:
+            self._fit(self.fit_size, self.fit_seed)
