@@ -1,0 +1,107 @@
+"""The local runner's trial child process.
+
+``python -m trials.local --request REQ.json --result RES.json`` where REQ is
+``{"hparams": {...}, "length": <cumulative epochs>, "checkpoint_dir": "<dir>", "trial_id": 7}``
+and RES becomes ``{"ok": true, "metrics": {...}}`` or
+``{"ok": false, "kind": "invalid"|"oom"|"nan"|"error", "message": "..."}``.
+The exit code is 0 whenever RES was written, whatever the outcome; non-zero only if it was not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from trials.errors import TrialError
+
+log = logging.getLogger("trials.local")
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write ``payload`` as JSON via a temp file in the same folder and ``os.replace``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Non-finite floats become ``None`` (strict JSON has no NaN/inf)."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.items()
+    }
+
+
+def read_request(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and check the request file, naming the bad field."""
+    try:
+        request = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrialError(f"cannot read request {path}: {exc}") from exc
+    if not isinstance(request, dict):
+        raise TrialError(f"request {path} must be a JSON object")
+    for key, kind in (("hparams", dict), ("length", int), ("checkpoint_dir", str)):
+        if not isinstance(request.get(key), kind) or isinstance(request.get(key), bool):
+            raise TrialError(
+                f"request {path}: field {key!r} must be {kind.__name__}, got {request.get(key)!r}"
+            )
+    if request["length"] < 1:
+        raise TrialError(f"request {path}: field 'length' must be >= 1, got {request['length']}")
+    return request
+
+
+def run_request(request_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Run one request and return the result dict (never raises for a trial's own failure)."""
+    try:
+        request = read_request(request_path)
+        # Imported here so a broken install still yields a result file, not a traceback.
+        from trials.loop import train_to
+
+        trial_id = request.get("trial_id")
+        log.info("trial %s: training to %d epochs", trial_id, request["length"])
+        metrics = train_to(request["hparams"], request["length"], request["checkpoint_dir"])
+        return {"ok": True, "metrics": json_safe(metrics)}
+    except TrialError as exc:
+        log.error("trial failed (%s): %s", exc.kind, exc)
+        return {"ok": False, "kind": exc.kind, "message": str(exc)}
+    except Exception as exc:
+        traceback.print_exc()
+        return {"ok": False, "kind": "error", "message": f"{type(exc).__name__}: {exc}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trials.local", description=__doc__)
+    parser.add_argument("--request", required=True, help="request JSON file")
+    parser.add_argument("--result", required=True, help="where to write the result JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    result = run_request(args.request)
+    try:
+        write_json_atomic(args.result, result)
+    except Exception as exc:
+        print(f"trials.local: cannot write result {args.result}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
