@@ -17,15 +17,27 @@ from trials.loop import TIMING_KEYS, TrialRun, train_to
 NB201_ARCH = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
 )
+MOBILENET_ARCH = "d1-k3-e3-w1.0-se1|d2-k5-e3-w1.0-se0"
+TINY_OPTIONS = {
+    "nb201": {"C": 8, "N": 1},
+    "mobilenet": {
+        "stage_channels": [8, 16],
+        "stage_strides": [1, 2],
+        "stage_activations": ["relu6", "hswish"],
+        "stem_channels": 8,
+        "stem_stride": 1,
+        "head_channels": 32,
+    },
+}
+ARCHS = {"nb201": NB201_ARCH, "mobilenet": MOBILENET_ARCH}
 
 
-def hparams(space: str = "nb201", arch: str = NB201_ARCH, **training: Any) -> dict[str, Any]:
+def hparams(space: str = "nb201", arch: str | None = None, **training: Any) -> dict[str, Any]:
     """Tiny, single-threaded (bitwise-reproducible) settings on the offline digits."""
-    options = {"nb201": {"C": 8, "N": 1}}.get(space, {})
     return {
         "space": space,
-        "space_options": options,
-        "arch": arch,
+        "space_options": TINY_OPTIONS.get(space, {}),
+        "arch": arch or ARCHS.get(space, ""),
         "seed": 7,
         "data": {"dataset": "digits", "train_subset": 512},
         "training": {"max_epochs": 3, "batch_size": 64, "cpu_threads": 1, **training},
@@ -50,7 +62,7 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
-@pytest.mark.parametrize("space", ["nb201"])
+@pytest.mark.parametrize("space", ["nb201", "mobilenet"])
 def test_resume_after_two_epochs_matches_three_uninterrupted(space: str, tmp_path: Path) -> None:
     hp = hparams(space)
     straight = train_to(hp, 3, tmp_path / "straight")
