@@ -1,0 +1,336 @@
+"""SearchMethod driven by an in-test event loop with a fast deterministic fake objective."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+
+from searchers.config import parse_config
+from searchers.method import SearchMethod
+from searchers.operations import Close, Create, ExitReason, Shutdown, ValidateAfter
+from spaces import get_space
+
+SPACE = get_space("nb201", C=8, N=1)
+
+
+def unit_hash(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 2**32
+
+
+def fake_metrics(arch: str, length: int) -> dict[str, Any]:
+    """Deterministic in (arch, length): convs raise accuracy and latency; longer is better."""
+    e = SPACE.encode(arch, "onehot").reshape(6, 5)  # edges x ops (none, skip, c1, c3, pool)
+    acc = (0.3 + 0.4 * e[:, 3].sum() / 6 + 0.2 * e[:, 2].sum() / 6 + 0.1 * unit_hash(arch)) * (
+        1 - 0.5 * 0.5**length
+    )
+    lat = 1.0 + 1.0 * e[:, 3].sum() + 0.4 * e[:, 2].sum() + 0.1 * e[:, 4].sum()
+    return {"validation_accuracy": float(acc), "latency_ms": float(lat), "epochs": length}
+
+
+class LatencyStub:
+    """A real (tiny) cost predictor: the fake objective's latency, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict(self, arch: str) -> float:
+        self.calls += 1
+        return fake_metrics(arch, 1)["latency_ms"]
+
+
+def make_config(**overrides: Any):
+    raw: dict[str, Any] = {
+        "name": "test",
+        "seed": 3,
+        "space": {"name": "nb201", "options": {"C": 8, "N": 1}},
+        "objectives": [
+            {"metric": "validation_accuracy", "goal": "maximize"},
+            {"metric": "latency_ms", "goal": "minimize"},
+        ],
+        "strategy": {"name": "nsga2", "options": {"population": 8}},
+        "early_stopping": {
+            "name": "mo-asha",
+            "min_length": 1,
+            "max_length": 9,
+            "reduction_factor": 3,
+        },
+        "budget": {"max_trials": 24, "max_concurrent": 3},
+        "reference_point": {"validation_accuracy": 0.0, "latency_ms": 10.0},
+    }
+    raw.update(overrides)
+    return parse_config(raw)
+
+
+class Engine:
+    """Carries out operations like a master would: completions arrive out of order (seeded)."""
+
+    def __init__(self, seed: int = 0, fail_rate: float = 0.0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.queue: list[Any] = []
+        self.arch: dict[int, str] = {}
+        self.created: list[int] = []
+        self.validated: list[tuple[int, int]] = []
+        self.fail_rate = fail_rate
+        self.done = False
+
+    def push(self, ops: list[Any]) -> None:
+        for op in ops:
+            if isinstance(op, Shutdown):
+                self.done = True
+            self.queue.append(op)
+
+    def step(self, method: SearchMethod) -> None:
+        """Deliver one event to ``method``."""
+        # Creates and Closes are answered first, in order; validations finish in a random order.
+        others = [j for j, op in enumerate(self.queue) if not isinstance(op, ValidateAfter)]
+        i = others[0] if others else int(self.rng.integers(len(self.queue)))
+        op = self.queue.pop(i)
+        if isinstance(op, Create):
+            self.arch[op.trial_id] = op.hparams["arch"]
+            self.created.append(op.trial_id)
+            self.push(method.on_trial_created(op.trial_id))
+        elif isinstance(op, ValidateAfter):
+            arch = self.arch[op.trial_id]
+            if self.fail_rate and unit_hash(f"{arch}/{op.length}") < self.fail_rate:
+                self.push(method.on_trial_exited_early(op.trial_id, ExitReason.ERRORED, "boom"))
+            else:
+                self.validated.append((op.trial_id, op.length))
+                metrics = fake_metrics(arch, op.length)
+                self.push(method.on_validation_completed(op.trial_id, metrics, op.length))
+        elif isinstance(op, Close):
+            self.push(method.on_trial_closed(op.trial_id))
+
+    def pending(self) -> bool:
+        return any(not isinstance(op, Shutdown) for op in self.queue)
+
+
+def run(method: SearchMethod, engine: Engine, max_events: int = 100_000) -> SearchMethod:
+    engine.push(method.initial_operations())
+    n = 0
+    while engine.pending() and n < max_events:
+        engine.step(method)
+        n += 1
+    return method
+
+
+def front_of(method: SearchMethod) -> list[tuple[int, str, float, float]]:
+    return [
+        (r["trial_id"], r["arch"], r["metrics"]["validation_accuracy"], r["metrics"]["latency_ms"])
+        for r in method.pareto_front()
+    ]
+
+
+def test_search_runs_to_shutdown_with_a_real_front():
+    method = run(SearchMethod(make_config()), engine := Engine())
+    assert engine.done and method.shut_down and method.progress() == 1.0
+    assert len(method.trials) == 24
+    statuses = Counter(r["status"] for r in method.records())
+    assert set(statuses) <= {"completed", "stopped"}
+    assert statuses["completed"] >= 1
+    front = front_of(method)
+    assert len(front) >= 2
+    accs = [f[2] for f in front]
+    lats = [f[3] for f in front]
+    assert accs == sorted(accs, reverse=True) and lats == sorted(lats, reverse=True)
+    hv = [h["hypervolume"] for h in method.hv_history]
+    assert len(hv) == method.validations and hv[-1] > 0
+    assert json.loads(json.dumps(method.state_dict(), allow_nan=False))
+
+
+def test_concurrency_never_exceeds_max_and_lengths_are_rungs():
+    method = SearchMethod(make_config())
+    engine = Engine(seed=5)
+    engine.push(method.initial_operations())
+    peak = 0
+    while engine.pending():
+        engine.step(method)
+        peak = max(peak, len(method.running))
+    assert peak <= 3
+    assert {length for _, length in engine.validated} <= {1, 3, 9}
+
+
+def test_hparams_follow_the_trial_contract():
+    method = SearchMethod(make_config())
+    create = next(op for op in method.initial_operations() if isinstance(op, Create))
+    hp = create.hparams
+    assert hp["space"] == "nb201" and hp["space_options"] == {"C": 8, "N": 1}
+    assert SPACE.validate(hp["arch"]) == hp["arch"]
+    assert isinstance(hp["seed"], int)
+    assert hp["training"]["max_epochs"] == 9
+    assert hp["data"]["dataset"] == "digits"
+    assert set(hp["latency"]) == {"enabled", "backend", "batch", "threads", "cache"}
+    json.dumps(hp)
+
+
+def test_duplicates_never_train_twice():
+    # Local search revisits neighbourhoods constantly; the dedupe filter must catch it.
+    cfg = make_config(
+        strategy={"name": "local_search"},
+        objectives=[{"metric": "validation_accuracy", "goal": "maximize"}],
+        reference_point=None,
+        budget={"max_trials": 40, "max_concurrent": 2},
+    )
+    method = run(SearchMethod(cfg), engine := Engine())
+    keys = [SPACE.canonical_key(engine.arch[t]) for t in engine.created]
+    assert len(keys) == len(set(keys)) == 40
+    assert method.filter.counts["duplicate"] > 0
+
+
+def test_constraint_violating_candidates_never_start():
+    stub = LatencyStub()
+    cfg = make_config(constraints=["latency_ms <= 3"], strategy={"name": "random"})
+    method = run(SearchMethod(cfg, cost_predictor=stub), engine := Engine())
+    assert stub.calls > 0
+    assert method.filter.counts["constraint"] > 0  # random proposals do break it
+    for tid in engine.created:
+        assert fake_metrics(engine.arch[tid], 1)["latency_ms"] <= 3
+    assert all(r["predicted_cost"] <= 3 for r in method.records())
+
+
+def test_impossible_to_satisfy_ends_gracefully():
+    stub = LatencyStub()
+    cfg = make_config(
+        constraints=["latency_ms <= 0.5"],  # possible in principle, never predicted here
+        strategy={"name": "random"},
+        budget={"max_trials": 10, "max_concurrent": 2, "max_consecutive_rejections": 50},
+    )
+    method = SearchMethod(cfg, cost_predictor=stub)
+    ops = method.initial_operations()
+    assert ops == [Shutdown(failure=False)]
+    assert method.exhausted and not method.trials and stub.calls == 50
+
+
+def test_small_feasible_set_exhaustion_ends_gracefully():
+    # Only cells made of 'none'/'skip' edges meet this bound: a few dozen canonical keys. Once
+    # random proposals stop finding new ones the search must end, not spin.
+    stub = LatencyStub()
+    cfg = make_config(
+        strategy={"name": "random"},
+        constraints=["latency_ms <= 1.05"],
+        early_stopping={"name": "none", "max_length": 1},
+        budget={"max_trials": 1000, "max_concurrent": 4, "max_consecutive_rejections": 300},
+    )
+    method = run(SearchMethod(cfg, cost_predictor=stub), Engine())
+    assert method.shut_down and method.exhausted
+    feasible = {SPACE.canonical_key(a) for a in SPACE.enumerate() if stub.predict(a) <= 1.05}
+    keys = [r["key"] for r in method.records()]
+    assert 0 < len(keys) == len(set(keys)) <= len(feasible)
+    assert set(keys) <= feasible
+
+
+def test_twenty_percent_failures_do_not_stop_the_search():
+    cfg = make_config(budget={"max_trials": 30, "max_concurrent": 3})
+    method = run(SearchMethod(cfg), engine := Engine(fail_rate=0.2))
+    assert method.shut_down and len(method.trials) == 30
+    records = method.records()
+    statuses = Counter(r["status"] for r in records)
+    assert statuses["failed"] >= 3
+    # Every validation the engine delivered is kept, on the right trial and length.
+    delivered = Counter(engine.validated)
+    kept = Counter((r["trial_id"], n) for r in records for n in r["results"])
+    assert kept == delivered
+    # Failed trials were told to the strategy too (as failures or with earlier results).
+    assert len(method.strategy.history) == 30
+    assert all(r["message"] == "boom" for r in records if r["status"] == "failed")
+
+
+def test_invalid_and_cancelled_exits_are_recorded():
+    method = SearchMethod(make_config(budget={"max_trials": 4, "max_concurrent": 2}))
+    ops = method.initial_operations()
+    tids = [op.trial_id for op in ops if isinstance(op, Create)]
+    method.on_trial_exited_early(tids[0], "invalid_hp", "bad op")
+    method.on_trial_exited_early(tids[1], ExitReason.USER_CANCELED)
+    statuses = {r["trial_id"]: r["status"] for r in method.records()}
+    assert statuses[tids[0]] == "invalid" and statuses[tids[1]] == "canceled"
+    assert len(method.running) == 2  # two new trials took the freed slots
+
+
+def _run_with_kill(cfg, kill_at: int, predictor=None) -> tuple[SearchMethod, Engine]:
+    method = SearchMethod(cfg, cost_predictor=predictor)
+    engine = Engine(seed=11, fail_rate=0.1)
+    engine.push(method.initial_operations())
+    n = 0
+    while engine.pending():
+        if n == kill_at:
+            state = json.loads(json.dumps(method.state_dict(), allow_nan=False))
+            method = SearchMethod.from_state(state, cost_predictor=predictor)
+        engine.step(method)
+        n += 1
+    return method, engine
+
+
+@pytest.mark.parametrize(
+    ("strategy", "asha"),
+    [("nsga2", "mo-asha"), ("evolution", "asha"), ("random", "none")],
+)
+def test_kill_and_resume_at_every_event_index(strategy: str, asha: str):
+    extra: dict[str, Any] = {}
+    if strategy == "evolution":
+        extra["scalarization"] = {"kind": "mnasnet", "target": 3.0}
+    options = {"population": 6} if strategy != "random" else {}
+    cfg = make_config(
+        strategy={"name": strategy, "options": options},
+        early_stopping={"name": asha, "min_length": 1, "max_length": 9, "reduction_factor": 3},
+        budget={"max_trials": 14, "max_concurrent": 3},
+        constraints=["latency_ms <= 6"],
+        **extra,
+    )
+    stub = LatencyStub()
+    reference, ref_engine = _run_with_kill(cfg, -1, stub)
+    n_events = len(ref_engine.validated) + 2 * len(ref_engine.created)
+    assert n_events > 20
+    expected_front = front_of(reference)
+    expected_state = reference.state_dict()
+    for kill_at in range(n_events + 1):
+        resumed, _ = _run_with_kill(cfg, kill_at, stub)
+        assert front_of(resumed) == expected_front, f"kill at event {kill_at}"
+        assert resumed.state_dict() == expected_state, f"kill at event {kill_at}"
+
+
+def test_kill_and_resume_with_the_predictor_strategy():
+    cfg = make_config(
+        strategy={
+            "name": "predictor",
+            "options": {"initial_random": 4, "candidates": 20, "retrain_every": 2},
+        },
+        budget={"max_trials": 12, "max_concurrent": 2},
+    )
+    reference, _ = _run_with_kill(cfg, -1)
+    for kill_at in (7, 23):
+        resumed, _ = _run_with_kill(cfg, kill_at)
+        assert front_of(resumed) == front_of(reference), f"kill at event {kill_at}"
+        assert resumed.state_dict() == reference.state_dict()
+
+
+def test_same_seed_same_search_and_different_seed_differs():
+    a = run(SearchMethod(make_config()), Engine())
+    b = run(SearchMethod(make_config()), Engine())
+    c = run(SearchMethod(make_config(seed=4)), Engine())
+    assert a.state_dict() == b.state_dict()
+    assert [r["arch"] for r in a.records()] != [r["arch"] for r in c.records()]
+
+
+def test_state_version_is_checked():
+    state = SearchMethod(make_config()).state_dict()
+    state["version"] = 99
+    with pytest.raises(ValueError, match="version"):
+        SearchMethod.from_state(state)
+
+
+def test_stale_and_unknown_events_are_ignored():
+    method = SearchMethod(make_config(budget={"max_trials": 2, "max_concurrent": 1}))
+    ops = method.initial_operations()
+    tid = next(op.trial_id for op in ops if isinstance(op, Create))
+    assert method.on_validation_completed(999, {"validation_accuracy": 0.5}, 1) == []
+    assert (
+        method.on_validation_completed(
+            tid, fake_metrics(SPACE.sample(np.random.default_rng(0)), 3), 3
+        )
+        == []
+    )  # not the length asked for
+    assert method.trials[tid]["results"] == {}
