@@ -1,0 +1,95 @@
+"""``python3 -m searchers.determined``: the searcher task of a Determined custom search.
+
+Runs inside a ``searcher: single`` experiment (see ``experiment_yamls/det_*.yaml``). It reads
+the hwnas search config and the trial experiment YAML (paths inside the uploaded context
+directory), creates the multi-trial ``searcher: custom`` experiment whose trials run
+``python3 -m trials.train``, and answers its events until the search ends. When the searcher
+task restarts (``max_restarts``), it resumes from its latest checkpoint instead.
+
+Arguments come from the command line or, where not given there, from the searcher
+experiment's ``hyperparameters`` (``search_config``, ``trial_experiment``, ``warm_start``), so
+``det experiment create ... --config hyperparameters.warm_start=experiment:42`` works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+HPARAM_KEYS = ("search_config", "trial_experiment", "warm_start")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python3 -m searchers.determined", description=__doc__)
+    parser.add_argument("search_config", nargs="?", help="hwnas search config YAML")
+    parser.add_argument(
+        "--trial-experiment", help="Determined experiment YAML for the trials (searcher: custom)"
+    )
+    parser.add_argument(
+        "--warm-start",
+        help="earlier results to continue from: a results file/checkpoint directory in the "
+        "context, or experiment:<id> of an earlier trial experiment",
+    )
+    parser.add_argument(
+        "--context", default=".", help="context directory uploaded with the trial experiment"
+    )
+    return parser
+
+
+def resolve_args(args: argparse.Namespace, hparams: dict[str, Any]) -> dict[str, Any]:
+    """Command line first, then the searcher experiment's hyperparameters."""
+    resolved = {
+        "search_config": args.search_config or hparams.get("search_config"),
+        "trial_experiment": args.trial_experiment or hparams.get("trial_experiment"),
+        "warm_start": args.warm_start or hparams.get("warm_start"),
+    }
+    for key in ("search_config", "trial_experiment"):
+        if not resolved[key]:
+            raise SystemExit(
+                f"searchers.determined: {key} is not set: pass it on the command line or as "
+                f"hyperparameters.{key} of the searcher experiment"
+            )
+    return resolved
+
+
+def main(argv: list[str] | None = None) -> int:
+    import determined as det
+
+    from searchers.config import load_config
+    from searchers.determined.adapter import HwnasSearchMethod
+    from searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
+    from searchers.determined.progress import SearchReporter
+    from searchers.determined.runner import HwnasSearchRunner
+    from searchers.determined.warm_start import load_warm_start, warm_start_method
+    from searchers.method import SearchMethod
+
+    logging.basicConfig(level=logging.INFO, format=det.LOG_FORMAT)
+    args = build_parser().parse_args(argv)
+    info = det.get_cluster_info()
+    hparams = dict(info.trial.hparams) if info is not None and info.task_type == "TRIAL" else {}
+    opts = resolve_args(args, hparams)
+
+    search = load_config(opts["search_config"])
+    trial_experiment = build_trial_experiment(
+        load_yaml_mapping(opts["trial_experiment"]), search, source=opts["trial_experiment"]
+    )
+    method = SearchMethod(search)
+    with det.core.init() as core_context:
+        adapter = HwnasSearchMethod(method)
+        reporter = SearchReporter(search.to_objectives(), meta={"search": search.name})
+        runner = HwnasSearchRunner.from_cluster(adapter, core_context, reporter=reporter)
+        if runner.latest_checkpoint is None and opts["warm_start"]:
+            records = load_warm_start(str(opts["warm_start"]))
+            counts = warm_start_method(method, records)
+            logging.getLogger("hwnas.determined").info(
+                "warm start from %s: %d records, %s", opts["warm_start"], len(records), counts
+            )
+        runner.run(trial_experiment, model_dir=str(Path(args.context)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

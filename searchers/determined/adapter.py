@@ -1,0 +1,229 @@
+"""Determined's custom-searcher interface over hwnas's engine-neutral ``SearchMethod``.
+
+``HwnasSearchMethod`` subclasses ``determined.searcher.SearchMethod`` (Determined 0.19.6 to
+0.37.x; custom searchers were removed in 0.38) and forwards every event to the wrapped
+``searchers.method.SearchMethod``. It owns the one thing Determined adds: request ids. The
+master names trials by UUID, the method by int; both maps are kept here and saved with the
+method's own state, so a restarted searcher answers for the trials it created before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pathlib
+import uuid
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from determined import searcher as det_searcher
+
+from searchers import operations as ops
+from searchers.trial_processes import atomic_write_json
+
+logger = logging.getLogger("hwnas.determined")
+
+#: File, inside the directory Determined hands to ``save_method_state``, holding our state.
+METHOD_STATE_FILE = "hwnas_method.json"
+STATE_FORMAT = 1
+
+#: Determined's reasons -> the engine-neutral ones (one-to-one).
+EXIT_REASONS: dict[det_searcher.ExitedReason, ops.ExitReason] = {
+    det_searcher.ExitedReason.ERRORED: ops.ExitReason.ERRORED,
+    det_searcher.ExitedReason.USER_CANCELED: ops.ExitReason.USER_CANCELED,
+    det_searcher.ExitedReason.INVALID_HP: ops.ExitReason.INVALID_HP,
+}
+DET_EXIT_REASONS: dict[ops.ExitReason, det_searcher.ExitedReason] = {
+    v: k for k, v in EXIT_REASONS.items()
+}
+
+
+#: How protobuf's JSON writes non-finite floats (the master relays metrics as a ``Value``).
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def decode_metrics(metric: dict[str, Any]) -> dict[str, Any]:
+    """The trial's metrics dict as the trial sent it, undoing the master's protobuf trip
+    (non-finite floats arrive as strings; every number arrives as a float)."""
+    out: dict[str, Any] = {}
+    for key, value in metric.items():
+        if isinstance(value, str) and value in _NON_FINITE:
+            value = _NON_FINITE[value]
+        out[key] = value
+    return out
+
+
+def _load_engine_method(state: dict[str, Any]) -> Any:
+    """``searchers.method.SearchMethod.from_state`` (imported late: it pulls in torch-free
+    but heavier modules, and tests may pass their own loader)."""
+    from searchers.method import SearchMethod
+
+    return SearchMethod.from_state(state)
+
+
+class HwnasSearchMethod(det_searcher.SearchMethod):
+    """A ``determined.searcher.SearchMethod`` delegating every event to hwnas's method."""
+
+    def __init__(
+        self,
+        method: Any,
+        *,
+        method_loader: Callable[[dict[str, Any]], Any] = _load_engine_method,
+        request_id_factory: Callable[[], uuid.UUID] = uuid.uuid4,
+    ) -> None:
+        with warnings.catch_warnings():
+            # Determined 0.36+ warns that custom searchers are deprecated; we know (docs say so).
+            warnings.simplefilter("ignore", FutureWarning)
+            super().__init__()
+        self.method = method
+        self._method_loader = method_loader
+        self._new_request_id = request_id_factory
+        self._request_ids: dict[int, uuid.UUID] = {}
+        self._trial_ids: dict[uuid.UUID, int] = {}
+
+    # -- id maps ------------------------------------------------------------------------------
+    def request_id(self, trial_id: int) -> uuid.UUID:
+        """The UUID the master knows trial ``trial_id`` by (KeyError if never created)."""
+        return self._request_ids[trial_id]
+
+    def trial_id(self, request_id: uuid.UUID) -> int | None:
+        """The method's trial id for ``request_id``, or None for a trial we did not create."""
+        return self._trial_ids.get(request_id)
+
+    def _bind(self, trial_id: int) -> uuid.UUID:
+        if trial_id in self._request_ids:
+            raise ValueError(f"search method created trial {trial_id} twice")
+        rid = self._new_request_id()
+        self._request_ids[trial_id] = rid
+        self._trial_ids[rid] = trial_id
+        return rid
+
+    # -- operations: engine-neutral -> Determined ---------------------------------------------
+    def to_determined(self, operations: Iterable[ops.Operation]) -> list[det_searcher.Operation]:
+        """Translate the method's operations into ``determined.searcher`` operations."""
+        out: list[det_searcher.Operation] = []
+        for op in operations:
+            if isinstance(op, ops.Create):
+                rid = self._bind(op.trial_id)
+                out.append(det_searcher.Create(request_id=rid, hparams=op.hparams, checkpoint=None))
+            elif isinstance(op, ops.ValidateAfter):
+                out.append(det_searcher.ValidateAfter(self.request_id(op.trial_id), op.length))
+            elif isinstance(op, ops.Close):
+                out.append(det_searcher.Close(self.request_id(op.trial_id)))
+            elif isinstance(op, ops.Shutdown):
+                out.append(det_searcher.Shutdown(cancel=False, failure=op.failure))
+            else:
+                raise TypeError(f"search method returned a non-operation: {op!r}")
+        return out
+
+    def _known(self, request_id: uuid.UUID, event: str) -> int | None:
+        tid = self._trial_ids.get(request_id)
+        if tid is None:
+            logger.warning("%s for unknown request id %s; ignored", event, request_id)
+        return tid
+
+    # -- Determined's event handlers ----------------------------------------------------------
+    def initial_operations(
+        self, searcher_state: det_searcher.SearcherState
+    ) -> list[det_searcher.Operation]:
+        return self.to_determined(self.method.initial_operations())
+
+    def on_trial_created(
+        self, searcher_state: det_searcher.SearcherState, request_id: uuid.UUID
+    ) -> list[det_searcher.Operation]:
+        tid = self._known(request_id, "trial created")
+        if tid is None:
+            return []
+        return self.to_determined(self.method.on_trial_created(tid))
+
+    def on_validation_completed(
+        self,
+        searcher_state: det_searcher.SearcherState,
+        request_id: uuid.UUID,
+        metric: Any,
+        train_length: int,
+    ) -> list[det_searcher.Operation]:
+        tid = self._known(request_id, "validation completed")
+        if tid is None:
+            return []
+        if not isinstance(metric, dict):
+            # The trial passed a bare number to op.report_completed(): the objectives are lost.
+            # Count it as a failed trial and close it rather than crash the searcher (which the
+            # master would restart into the same event forever).
+            message = (
+                f"trial reported {type(metric).__name__} {metric!r} to op.report_completed(); "
+                "hwnas trials must report the whole metrics dict"
+            )
+            logger.error("request %s: %s", request_id, message)
+            neutral = self.method.on_trial_exited_early(tid, ops.ExitReason.ERRORED, message)
+            return [*self.to_determined(neutral), det_searcher.Close(request_id)]
+        return self.to_determined(
+            self.method.on_validation_completed(tid, decode_metrics(metric), int(train_length))
+        )
+
+    def on_trial_closed(
+        self, searcher_state: det_searcher.SearcherState, request_id: uuid.UUID
+    ) -> list[det_searcher.Operation]:
+        tid = self._known(request_id, "trial closed")
+        if tid is None:
+            return []
+        return self.to_determined(self.method.on_trial_closed(tid))
+
+    def on_trial_exited_early(
+        self,
+        searcher_state: det_searcher.SearcherState,
+        request_id: uuid.UUID,
+        exited_reason: det_searcher.ExitedReason,
+    ) -> list[det_searcher.Operation]:
+        tid = self._known(request_id, "trial exited early")
+        if tid is None:
+            return []
+        reason = EXIT_REASONS[exited_reason]
+        message = f"Determined reported {exited_reason.value}"
+        return self.to_determined(self.method.on_trial_exited_early(tid, reason, message))
+
+    def progress(self, searcher_state: det_searcher.SearcherState) -> float:
+        return min(1.0, max(0.0, float(self.method.progress())))
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Pure-JSON state: the method's own plus both id maps."""
+        return {
+            "format": STATE_FORMAT,
+            "method": self.method.state_dict(),
+            "request_ids": {str(t): str(r) for t, r in sorted(self._request_ids.items())},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of ``state_dict``: rebuilds the method and the id maps."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"{METHOD_STATE_FILE}: unsupported format {state.get('format')!r} "
+                f"(this hwnas reads format {STATE_FORMAT})"
+            )
+        self.method = self._method_loader(state["method"])
+        self._request_ids = {int(t): uuid.UUID(r) for t, r in state["request_ids"].items()}
+        self._trial_ids = {r: t for t, r in self._request_ids.items()}
+
+    def save_method_state(self, path: pathlib.Path) -> None:
+        atomic_write_json(pathlib.Path(path) / METHOD_STATE_FILE, self.state_dict())
+
+    def load_method_state(self, path: pathlib.Path) -> None:
+        file = pathlib.Path(path) / METHOD_STATE_FILE
+        try:
+            with open(file, encoding="utf-8") as fh:
+                state = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read searcher state {file}: {exc}") from exc
+        self.load_state_dict(state)
+
+
+__all__ = [
+    "DET_EXIT_REASONS",
+    "EXIT_REASONS",
+    "METHOD_STATE_FILE",
+    "HwnasSearchMethod",
+    "decode_metrics",
+]

@@ -1,0 +1,420 @@
+"""The Determined adapter and runner, driven by Determined 0.37's real searcher classes through
+``tests/master_simulation.py`` (no master can run here)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import uuid
+from pathlib import Path
+from typing import Any
+
+import determined as det
+import pytest
+from determined import searcher as det_searcher
+from determined.common.api import bindings
+from master_simulation import (
+    ProtocolError,
+    SimulatedCrash,
+    SimulatedMaster,
+    SimulatedSearchRunner,
+    TrialFailure,
+    to_struct_value,
+)
+
+from searchers import operations as ops
+from searchers.config import parse_config
+from searchers.determined.adapter import (
+    DET_EXIT_REASONS,
+    EXIT_REASONS,
+    METHOD_STATE_FILE,
+    HwnasSearchMethod,
+    decode_metrics,
+)
+from searchers.determined.progress import SearchReporter
+from searchers.determined.runner import (
+    OPS_FILE,
+    REPORT_DIR,
+    det_operation_from_json,
+    det_operation_to_json,
+)
+from searchers.method import SearchMethod
+
+
+def search_config(**overrides: Any) -> Any:
+    raw: dict[str, Any] = {
+        "name": "det-test",
+        "seed": 3,
+        "space": {"name": "nb201", "options": {"C": 4, "N": 1}},
+        "objectives": [
+            {"metric": "validation_accuracy", "goal": "maximize"},
+            {"metric": "latency_ms", "goal": "minimize"},
+        ],
+        "constraints": ["latency_ms <= 5.5"],
+        "early_stopping": {"name": "mo-asha", "min_length": 1, "max_length": 9},
+        "budget": {"max_trials": 10, "max_concurrent": 3},
+    }
+    raw.update(overrides)
+    return parse_config(raw)
+
+
+def _unit(arch: str) -> float:
+    return int(hashlib.sha256(arch.encode()).hexdigest()[:8], 16) / 2**32
+
+
+class FakeTrials:
+    """A deterministic stand-in for training: a learning curve per arch; checks resumption.
+
+    ``fail`` maps the n-th distinct architecture (0-based, in order of first training) to a
+    failure kind the master turns into an early exit.
+    """
+
+    def __init__(self, fail: dict[int, str] | None = None) -> None:
+        self.fail = dict(fail or {})
+        self.order: list[str] = []
+        self.trained_to: dict[str, int] = {}
+
+    def __call__(self, hparams: dict[str, Any], start: int, length: int) -> dict[str, Any]:
+        arch = hparams["arch"]
+        assert hparams["training"]["max_epochs"] == 9  # the schedule spans the planned maximum
+        if arch not in self.order:
+            self.order.append(arch)
+        # A new process resumes from its checkpoint: exactly what it trained before.
+        assert start == self.trained_to.get(arch, 0), (arch, start, self.trained_to)
+        kind = self.fail.get(self.order.index(arch))
+        if kind is not None:
+            raise TrialFailure(kind)
+        self.trained_to[arch] = length
+        x = _unit(arch)
+        return {
+            "validation_accuracy": 0.3 + 0.6 * x * (1.0 - 0.6**length),
+            "validation_loss": 2.0 - x,
+            "latency_ms": 1.0 + 6.0 * (1.0 - x),
+            "latency_unstable": False,
+            "latency_backend": "ort-cpu",
+            "epochs": length,
+            "params": 12345,
+            "flops": float("nan") if x < 0.2 else 1.0e6,
+        }
+
+
+class RecordingTrainContext(det.core.DummyTrainContext):
+    """Determined's off-cluster train context, keeping what the searcher reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.validation: list[tuple[int, dict[str, Any]]] = []
+
+    def report_validation_metrics(self, steps_completed: int, metrics: dict[str, Any]) -> None:
+        self.validation.append((steps_completed, dict(metrics)))
+
+
+@pytest.fixture
+def core_context(tmp_path: Path) -> Any:
+    ctx = det.core._dummy_init(checkpoint_storage=str(tmp_path / "storage"))
+    ctx.train = RecordingTrainContext()
+    return ctx
+
+
+def make_runner(
+    master: SimulatedMaster, config: Any, ctx: Any, **kwargs: Any
+) -> SimulatedSearchRunner:
+    return SimulatedSearchRunner(master, HwnasSearchMethod(SearchMethod(config)), ctx, **kwargs)
+
+
+def outcome(method: SearchMethod) -> list[tuple[int, str, str, dict[str, Any]]]:
+    return [(r["trial_id"], r["arch"], r["status"], r["results"]) for r in method.records()]
+
+
+def ignored_trial_ops(master: SimulatedMaster) -> list[dict[str, Any]]:
+    keys = ("createTrial", "trialOperation", "closeTrial")
+    return [op for op in master.ignored_after_shutdown if any(op.get(k) for k in keys)]
+
+
+# -- translation ---------------------------------------------------------------------------
+def test_operations_translate_to_determined_and_back_to_json() -> None:
+    adapter = HwnasSearchMethod(SearchMethod(search_config()))
+    hparams = {"space": "nb201", "arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"}
+    out = adapter.to_determined(
+        [ops.Create(4, hparams), ops.ValidateAfter(4, 3), ops.Close(4), ops.Shutdown(True)]
+    )
+    create, validate, close, shutdown = out
+    assert isinstance(create, det_searcher.Create) and create.checkpoint is None
+    assert json.loads(create.hparams) == hparams
+    rid = create.request_id
+    assert isinstance(rid, uuid.UUID) and adapter.trial_id(rid) == 4
+    assert adapter.request_id(4) == rid
+    assert (validate.request_id, validate.length) == (rid, 3)
+    assert close.request_id == rid
+    assert shutdown.failure is True and shutdown.cancel is False
+    # What goes on the wire (Determined's own serialisation).
+    wire = validate._to_searcher_operation().to_json(omit_unset=True)
+    assert wire["trialOperation"]["validateAfter"] == {"requestId": str(rid), "length": "3"}
+    # The pending-operations file round trip (JSON, never pickle).
+    back = [det_operation_from_json(det_operation_to_json(op)) for op in out]
+    assert [det_operation_to_json(op) for op in back] == [det_operation_to_json(op) for op in out]
+    with pytest.raises(ValueError, match="twice"):
+        adapter.to_determined([ops.Create(4, hparams)])
+
+
+def test_exit_reasons_map_one_to_one() -> None:
+    assert set(EXIT_REASONS) == set(det_searcher.ExitedReason)
+    assert set(DET_EXIT_REASONS) == set(ops.ExitReason)
+    assert all(DET_EXIT_REASONS[EXIT_REASONS[r]] is r for r in det_searcher.ExitedReason)
+
+
+def test_metrics_survive_the_masters_protobuf_trip() -> None:
+    sent = {"validation_accuracy": 0.5, "params": 12, "flops": math.nan, "x": math.inf}
+    got = decode_metrics(to_struct_value(sent))
+    assert got["validation_accuracy"] == 0.5 and got["params"] == 12.0
+    assert math.isnan(got["flops"]) and got["x"] == math.inf
+
+
+# -- whole searches through the simulated master --------------------------------------------
+def test_search_runs_to_shutdown_with_cumulative_lengths_and_resumed_trials(
+    core_context: Any,
+) -> None:
+    config = search_config()
+    trials = FakeTrials()
+    master = SimulatedMaster(trials, seed=1)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+
+    method = runner.search_method.method
+    records = method.records()
+    assert master.state == bindings.experimentv1State.COMPLETED
+    assert len(records) == len(master.trials) == config.budget.max_trials
+    assert all(t.closed for t in master.trials.values())
+    assert not ignored_trial_ops(master), "the master shut down before the searcher was done"
+    # Every trial started at rung 1; promoted ones restarted (a process per ValidateAfter)
+    # and resumed from their checkpoints (FakeTrials asserts the start length).
+    lengths = {t.request_id: [v[0] for v in t.validations] for t in master.trials.values()}
+    assert all(v[0] == 1 and v == sorted(set(v)) for v in lengths.values())
+    promoted = [t for t in master.trials.values() if len(t.validations) > 1]
+    assert promoted and all(t.process_starts == len(t.validations) for t in promoted)
+    assert any(r["status"] == "completed" and r["length"] == 9 for r in records)
+    # The metrics dict reached the method whole (numbers as floats, strings, bools, NaN).
+    first = records[0]["results"][1]
+    assert first["latency_backend"] == "ort-cpu" and first["latency_unstable"] is False
+    assert first["params"] == 12345
+    # Progress went to the master after each event, within [0, 1] and never going back.
+    assert master.progress and master.progress == sorted(master.progress)
+    assert master.progress[0] >= 0.0 and master.progress[-1] >= 0.9
+    # Same seed, same search: a second run proposes the same architectures in the same order.
+    again = make_runner(SimulatedMaster(FakeTrials(), seed=1), config, _fresh_context(core_context))
+    again.run_simulated()
+    assert outcome(again.search_method.method) == outcome(method)
+
+
+def _fresh_context(ctx: Any) -> Any:
+    storage = ctx.checkpoint._storage_manager._base_path
+    fresh = det.core._dummy_init(checkpoint_storage=str(Path(storage).parent / "storage2"))
+    fresh.train = RecordingTrainContext()
+    return fresh
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("errored", "failed"), ("invalid_hp", "invalid"), ("user_requested_stop", "canceled")],
+)
+def test_trials_exiting_early_are_filed_and_replaced(
+    core_context: Any, kind: str, status: str
+) -> None:
+    config = search_config(budget={"max_trials": 6, "max_concurrent": 2})
+    master = SimulatedMaster(FakeTrials(fail={1: kind}), seed=2)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    records = runner.search_method.method.records()
+    assert master.state == bindings.experimentv1State.COMPLETED
+    assert [r["status"] for r in records].count(status) == 1
+    assert len(records) == 6  # the failed trial's slot went to a new trial
+    failed = next(r for r in records if r["status"] == status)
+    assert failed["results"] == {}
+
+
+def test_user_cancel_from_the_web_ui_does_not_crash_the_searcher(core_context: Any) -> None:
+    """0.37's ExitedReason._from_bindings raises on EXITED_REASON_USER_CANCELED; the runner
+    treats it as a user stop instead of dying into a restart loop."""
+    config = search_config(budget={"max_trials": 4, "max_concurrent": 2})
+    trials = FakeTrials()
+    master = SimulatedMaster(trials, seed=0)
+    runner = make_runner(master, config, core_context)
+    cancelled: list[str] = []
+
+    def cancel_first_trial_once(hparams: dict[str, Any], start: int, length: int) -> Any:
+        if not cancelled:
+            rid = next(iter(master.trials))
+            cancelled.append(rid)
+            master.cancel_trial(rid, "user_canceled")
+        return trials(hparams, start, length)
+
+    master.train = cancel_first_trial_once
+    runner.run_simulated()
+    statuses = [r["status"] for r in runner.search_method.method.records()]
+    assert statuses[0] == "canceled" and len(statuses) == 4
+    assert master.state == bindings.experimentv1State.COMPLETED
+
+
+def test_every_trial_failing_ends_the_search(core_context: Any) -> None:
+    config = search_config(budget={"max_trials": 3, "max_concurrent": 2})
+    master = SimulatedMaster(FakeTrials(fail={0: "errored", 1: "errored", 2: "errored"}))
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    assert [r["status"] for r in runner.search_method.method.records()] == ["failed"] * 3
+    assert master.state in (bindings.experimentv1State.COMPLETED, bindings.experimentv1State.ERROR)
+
+
+def test_master_restarts_errored_trials_within_max_restarts(core_context: Any) -> None:
+    config = search_config(budget={"max_trials": 3, "max_concurrent": 1})
+    attempts: list[int] = []
+    trials = FakeTrials()
+
+    def flaky(hparams: dict[str, Any], start: int, length: int) -> Any:
+        attempts.append(length)
+        if len(attempts) == 1:
+            raise TrialFailure("errored")  # e.g. a node died; Determined restarts the trial
+        return trials(hparams, start, length)
+
+    master = SimulatedMaster(flaky, max_restarts=1)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    assert "failed" not in [r["status"] for r in runner.search_method.method.records()]
+    assert master.restarts_used == 1
+
+
+@pytest.mark.parametrize("crash_after_posts", [2, 9, 23])
+def test_searcher_restart_mid_search_resumes_from_its_checkpoint(
+    core_context: Any, crash_after_posts: int
+) -> None:
+    config = search_config()
+    reference = make_runner(SimulatedMaster(FakeTrials(), seed=5), config, core_context)
+    reference.run_simulated()
+
+    ctx = _fresh_context(core_context)
+    master = SimulatedMaster(FakeTrials(), seed=5)
+    first = make_runner(master, config, ctx, crash_after_posts=crash_after_posts)
+    with pytest.raises(SimulatedCrash):
+        first.run_simulated()
+    assert first.last_storage_id is not None
+    # Determined restarts the searcher task with the latest checkpoint it reported.
+    second = make_runner(master, config, ctx, latest_checkpoint=first.last_storage_id)
+    second.run_simulated()
+
+    assert master.state == bindings.experimentv1State.COMPLETED
+    # Nothing lost, nothing repeated: the same trials, archs, statuses and results as an
+    # uninterrupted search (the master would have refused a duplicate request id or op).
+    assert outcome(second.search_method.method) == outcome(reference.search_method.method)
+    assert len(master.trials) == config.budget.max_trials
+    assert not ignored_trial_ops(master)
+
+
+def test_restart_before_the_event_was_handled_reprocesses_it(core_context: Any) -> None:
+    """A crash inside the event handler (before the state was saved) replays that event."""
+    config = search_config(budget={"max_trials": 5, "max_concurrent": 2})
+    reference = make_runner(SimulatedMaster(FakeTrials(), seed=4), config, core_context)
+    reference.run_simulated()
+
+    ctx = _fresh_context(core_context)
+    master = SimulatedMaster(FakeTrials(), seed=4)
+    first = make_runner(master, config, ctx)
+    original = first.search_method.on_validation_completed
+    calls: list[int] = []
+
+    def crash_on_third(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise SimulatedCrash("searcher died while handling a validation")
+        return original(*args, **kwargs)
+
+    first.search_method.on_validation_completed = crash_on_third  # type: ignore[method-assign]
+    with pytest.raises(SimulatedCrash):
+        first.run_simulated()
+    second = make_runner(master, config, ctx, latest_checkpoint=first.last_storage_id)
+    second.run_simulated()
+    assert outcome(second.search_method.method) == outcome(reference.search_method.method)
+
+
+def test_checkpoints_hold_json_state_and_the_report_and_metrics_chart_the_search(
+    core_context: Any,
+) -> None:
+    config = search_config(budget={"max_trials": 5, "max_concurrent": 2})
+    master = SimulatedMaster(FakeTrials(), seed=3)
+    runner = make_runner(
+        master, config, core_context, reporter=SearchReporter(config.to_objectives())
+    )
+    runner.run_simulated()
+
+    with core_context.checkpoint.restore_path(runner.last_storage_id) as path:
+        names = {p.name for p in Path(path).iterdir()}
+        assert {"state", METHOD_STATE_FILE, OPS_FILE, REPORT_DIR} <= names
+        assert "ops" not in names  # Determined's pickle file is not written
+        state = json.loads((Path(path) / METHOD_STATE_FILE).read_text())
+        assert len(state["request_ids"]) == 5
+        assert SearchMethod.from_state(state["method"]).records() == (
+            runner.search_method.method.records()
+        )
+        report = Path(path) / REPORT_DIR
+        assert {"pareto.json", "trials.csv", "pareto.png"} <= {p.name for p in report.iterdir()}
+        pareto = json.loads((report / "pareto.json").read_text())
+        assert pareto["front"] and all(m["metrics"]["latency_ms"] <= 5.5 for m in pareto["front"])
+
+    reported = core_context.train.validation
+    assert reported, "the searcher reported no metrics for the web UI"
+    steps = [s for s, _ in reported]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    last = reported[-1][1]
+    assert last["trials_created"] == 5 and last["trials_done"] == 5
+    assert last["front_size"] >= 1 and last["hypervolume"] > 0
+    assert 0 < last["best_feasible_accuracy"] <= 1
+    done = [m["trials_done"] for _, m in reported]
+    assert done == sorted(done)
+
+
+def test_a_bare_number_from_report_completed_fails_that_trial_only(core_context: Any) -> None:
+    config = search_config(budget={"max_trials": 3, "max_concurrent": 1})
+    trials = FakeTrials()
+    master = SimulatedMaster(trials)
+
+    def scalar_first(hparams: dict[str, Any], start: int, length: int) -> Any:
+        metrics = trials(hparams, start, length)
+        return metrics["validation_accuracy"] if len(trials.order) == 1 else metrics
+
+    master.train = scalar_first
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    statuses = [r["status"] for r in runner.search_method.method.records()]
+    assert statuses[0] == "failed" and len(statuses) == 3
+
+
+def test_simulated_master_rejects_protocol_violations() -> None:
+    master = SimulatedMaster(FakeTrials())
+    [event] = master.get_events()
+    rid = str(uuid.uuid4())
+    hp = {"arch": "a", "training": {"max_epochs": 9}}
+    create = det_searcher.Create(uuid.UUID(rid), hp, None)
+    body = bindings.v1PostSearcherOperationsRequest(
+        experimentId=7,
+        searcherOperations=[create._to_searcher_operation()],
+        triggeredByEvent=event,
+    )
+    master.post_operations(body.to_json())
+    [created] = master.get_events()
+    again = bindings.v1PostSearcherOperationsRequest(
+        experimentId=7,
+        searcherOperations=[det_searcher.ValidateAfter(uuid.UUID(rid), 0)._to_searcher_operation()],
+        triggeredByEvent=created,
+    )
+    with pytest.raises(ProtocolError, match="cumulative"):
+        master.post_operations(again.to_json())
+    with pytest.raises(ProtocolError, match="not found"):
+        master.post_operations(body.to_json())  # event 1 was already acknowledged
+
+
+def test_unknown_request_ids_are_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    adapter = HwnasSearchMethod(SearchMethod(search_config()))
+    state = det_searcher.SearcherState()
+    with caplog.at_level(logging.WARNING, logger="hwnas.determined"):
+        assert adapter.on_trial_closed(state, uuid.uuid4()) == []
+    assert "unknown request id" in caplog.text
