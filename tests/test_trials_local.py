@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trials.checkpoint import CHECKPOINT_FILE
+import torch
+
+from trials.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from trials.local import main, run_request
+from trials.loop import train_to
 
 REPO = Path(__file__).resolve().parents[1]
 NB201_ARCH = (
@@ -46,10 +49,14 @@ def run_local(tmp_path: Path, request: dict[str, Any] | str, name: str) -> dict[
 
 def test_trains_then_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     ckpt = tmp_path / "trial-7"
-    request = {"hparams": hparams(), "length": 1, "checkpoint_dir": str(ckpt), "trial_id": 7}
+    hp = hparams()
+    hp["latency"] = {"enabled": True, "backend": "ort-cpu", "cache": str(tmp_path / "lat.db")}
+    request = {"hparams": hp, "length": 1, "checkpoint_dir": str(ckpt), "trial_id": 7}
     first = run_local(tmp_path, request, "first")
     assert first["ok"] is True, first
     assert first["metrics"]["epochs"] == 1
+    assert first["metrics"]["latency_ms"] > 0
+    assert first["metrics"]["latency_backend"] == "ort-cpu"
     assert (ckpt / CHECKPOINT_FILE).is_file()
     second = run_local(tmp_path, {**request, "length": 2}, "second")
     assert second["ok"] is True, second
@@ -58,6 +65,16 @@ def test_trains_then_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     for key in ("validation_accuracy", "validation_loss", "train_loss", "params", "flops"):
         assert isinstance(metrics[key], (int, float)), key
     assert 0.0 <= metrics["validation_accuracy"] <= 1.0
+    # Measured once per trial: the resumed child reuses the figure kept in the checkpoint.
+    latency_keys = [k for k in first["metrics"] if k.startswith("latency_")]
+    assert {k: metrics[k] for k in latency_keys} == {k: first["metrics"][k] for k in latency_keys}
+
+    # Two child processes with a latency measurement in between train bitwise like one
+    # uninterrupted in-process run without any: measuring never perturbs training RNG.
+    train_to(hparams(), 2, tmp_path / "straight")
+    resumed, straight = load_checkpoint(ckpt), load_checkpoint(tmp_path / "straight")
+    for key, tensor in straight["model"].items():
+        assert torch.equal(resumed["model"][key], tensor), key
 
 
 def test_failure_outcomes_are_results_not_crashes(tmp_path: Path) -> None:
