@@ -47,6 +47,7 @@ class TrialRow:
     status: str
     metrics: dict[str, Any] = field(default_factory=dict)
     by_length: dict[int, dict[str, Any]] = field(default_factory=dict)
+    message: str = ""
 
     @property
     def epochs(self) -> int | None:
@@ -69,7 +70,8 @@ def rows_from_records(records: Iterable[Mapping[str, Any]]) -> list[TrialRow]:
     """Normalise ``SearchMethod.records()`` entries into ``TrialRow``s (sorted by id)."""
     rows = []
     for rec in records:
-        by_length = _metrics_by_length(rec.get("metrics_by_length", rec.get("metrics")))
+        # SearchMethod.records() gives "results" by length; plain records may give "metrics".
+        by_length = _metrics_by_length(rec["results"] if "results" in rec else rec.get("metrics"))
         latest = by_length[max(by_length)] if by_length else {}
         rows.append(
             TrialRow(
@@ -78,6 +80,7 @@ def rows_from_records(records: Iterable[Mapping[str, Any]]) -> list[TrialRow]:
                 status=str(rec.get("status", "")),
                 metrics=dict(latest),
                 by_length=by_length,
+                message=str(rec.get("message") or ""),
             )
         )
     return sorted(rows, key=lambda r: r.trial_id)
@@ -100,11 +103,20 @@ def _vectors(rows: Sequence[TrialRow], objectives: Objectives) -> np.ndarray:
     return np.array([objectives.vector(r.metrics) for r in rows], dtype=float)
 
 
+def _feasible_vectors(rows: Sequence[TrialRow], objectives: Objectives) -> np.ndarray:
+    vectors = [
+        objectives.vector(m) for r in rows for m in r.by_length.values() if objectives.feasible(m)
+    ]
+    return np.array(vectors, dtype=float).reshape(-1, len(objectives.objectives))
+
+
 def compute_front(rows: Sequence[TrialRow], objectives: Objectives) -> Front:
     """Front members ranked as documented above, with hypervolume of the feasible front."""
     evaluated = [r for r in rows if r.metrics]
     F = _vectors(evaluated, objectives)
-    ref = reference_point(objectives, F)
+    # As SearchMethod does: the reference point's data-derived parts come from the range of
+    # every feasible result (all lengths), so the report's hypervolume matches the method's.
+    ref = reference_point(objectives, _feasible_vectors(rows, objectives))
     feasible = np.array([objectives.feasible(r.metrics) for r in evaluated], dtype=bool)
     ranked: list[TrialRow] = []
     flags: list[bool] = []
@@ -235,12 +247,10 @@ def write_trials_csv(rows: Sequence[TrialRow], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["trial_id", "arch", "status", "epochs", *names])
+        writer.writerow(["trial_id", "arch", "status", "epochs", *names, "message"])
         for r in rows:
-            values = [r.metrics.get(n) for n in names]
-            writer.writerow(
-                [r.trial_id, r.arch, r.status, r.epochs, *("" if v is None else v for v in values)]
-            )
+            values = ["" if v is None else v for v in (r.metrics.get(n) for n in names)]
+            writer.writerow([r.trial_id, r.arch, r.status, r.epochs, *values, r.message])
     os.replace(tmp, path)
 
 
