@@ -179,7 +179,8 @@ def load_digits_data(settings: DataSettings, seed: int) -> InMemoryData:
 # -- CIFAR in the standard python-pickle format --------------------------------------------------
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickler for the CIFAR python batches that refuses every global but numpy's array
-    reconstruction: the format is a pickle, so this is the only safe way to read it."""
+    reconstruction: the public format is a pickle, and an allow-list keeps a planted file from
+    running code."""
 
     _ALLOWED: frozenset[tuple[str, str]] = frozenset(
         {
@@ -189,6 +190,9 @@ class _CifarUnpickler(pickle.Unpickler):
             ("numpy", "dtype"),
             ("numpy.core.multiarray", "scalar"),
             ("numpy._core.multiarray", "scalar"),
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
+            ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol 2
         }
     )
 
