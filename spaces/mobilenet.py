@@ -13,12 +13,14 @@ Fields may come in any order; ``validate`` returns them in the order above.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from spaces.base import ArchitectureError, SearchSpace
+
+if TYPE_CHECKING:  # torch is imported only when a model is built
+    from torch import nn
 
 #: Field names in string order.
 FIELDS: tuple[str, ...] = ("d", "k", "e", "w", "se")

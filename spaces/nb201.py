@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from spaces.base import ArchitectureError, SearchSpace
+
+if TYPE_CHECKING:  # torch is imported only when a model is built
+    from torch import nn
 
 #: NB201's operation names, in NB201's own order (``none`` first).
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
