@@ -1,0 +1,180 @@
+"""measure_architecture end to end on ONNX Runtime CPU (torch-free worker) and torch CPU,
+the SQLite cache (hit path, concurrent writers) and the trial metrics contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from latency import LatencyResult, TimingConfig, measure_architecture
+from latency.cache import LatencyCache, cache_key
+from latency.cli import main
+from latency.worker import OnnxWorker
+from spaces import get_space
+
+QUICK = TimingConfig(warmup_s=0.02, min_runs=5, min_duration_s=0.02, max_attempts=1)
+TINY_MOBILENET = {
+    "stage_channels": [8, 16],
+    "stage_strides": [1, 2],
+    "stage_activations": ["relu6", "hswish"],
+    "stem_channels": 8,
+    "head_channels": 32,
+}
+METRIC_KEYS = {"latency_ms", "latency_p90_ms", "latency_cv", "latency_unstable", "latency_backend"}
+
+
+class CountingWorker(OnnxWorker):
+    """A real worker that counts the measurements it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def measure(self, request):
+        self.count += 1
+        return super().measure(request)
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with CountingWorker() as w:
+        yield w
+
+
+@pytest.mark.parametrize(
+    ("space_name", "options"), [("nb201", {"C": 4, "N": 1}), ("mobilenet", TINY_MOBILENET)]
+)
+def test_random_architectures_measure_on_ort_cpu(space_name, options, worker):
+    space = get_space(space_name, **options)
+    rng = np.random.default_rng(3)
+    for arch in [space.sample(rng) for _ in range(2)]:
+        result = measure_architecture(
+            space, arch, input_shape=(3, 16, 16), timing=QUICK, worker=worker
+        )
+        metrics = result.to_metrics()
+        assert set(metrics) >= METRIC_KEYS
+        assert metrics["latency_backend"] == "ort-cpu"
+        assert 0 < metrics["latency_ms"] <= metrics["latency_p90_ms"]
+        assert result.device["kind"] == "cpu" and result.device["threads"] == 1
+        assert result.info["providers"] == ["CPUExecutionProvider"]
+        assert result.export["max_abs_diff"] <= 1e-4
+        assert result.stats.runs >= QUICK.min_runs
+        json.dumps(metrics)  # flat JSON for the searcher
+
+
+def test_one_shot_worker_and_space_by_name():
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+    result = measure_architecture(
+        "nb201", arch, space_options={"C": 4, "N": 1}, input_shape=(3, 16, 16), timing=QUICK
+    )
+    assert result.arch == arch and result.median_ms > 0 and not result.cached
+
+
+def test_cache_hit_path_measures_nothing_twice(tmp_path, worker):
+    space = get_space("nb201", C=4, N=1)
+    arch = "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|none~2|"
+    cache = tmp_path / "lat.sqlite"
+    kwargs = {"input_shape": (3, 16, 16), "timing": QUICK, "worker": worker, "cache_path": cache}
+    before = worker.count
+    first = measure_architecture(space, arch, **kwargs)
+    assert worker.count == before + 1 and not first.cached
+    # Same function under another spelling (canonical key): served from the cache.
+    again = measure_architecture(space, arch, **kwargs)
+    assert worker.count == before + 1 and again.cached
+    assert again.stats == first.stats and again.to_metrics()["latency_cached"] is True
+    # Another target (batch 2) is a different key and is measured.
+    measure_architecture(space, arch, batch=2, **kwargs)
+    assert worker.count == before + 2
+    with LatencyCache(cache) as db:
+        assert len(db) == 2
+
+
+# A writer process imports only latency.cache (no torch), so three start in well under a second.
+_WRITER = """
+import sys
+from latency.cache import LatencyCache, cache_key
+from latency.cli import main
+path, start = sys.argv[1], int(sys.argv[2])
+written = 0
+with LatencyCache(path, timeout_s=30) as db:
+    for i in range(start, start + 60):
+        key = cache_key({"i": i})
+        written += db.put(key, {"i": i}, {"median_ms": float(i)})
+        assert db.get(key) == {"median_ms": float(i)}
+print(written)
+"""
+
+
+def test_cache_is_safe_for_concurrent_processes(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, path, str(start)], stdout=subprocess.PIPE, text=True
+        )
+        for start in (0, 30, 60)
+    ]
+    outputs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert sum(int(o) for o in outputs) == 120  # keys 0..119, each written exactly once
+    with LatencyCache(path) as db:
+        assert len(db) == 120
+        assert db.get(cache_key({"i": 45})) == {"median_ms": 45.0}
+
+
+def test_corrupt_cache_file_is_named(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ValueError, match=r"bad\.sqlite"):
+        LatencyCache(bad)
+
+
+def test_torch_cpu_backend_in_process_keeps_caller_rng_and_threads():
+    space = get_space("nb201", C=4, N=1)
+    arch = space.sample(np.random.default_rng(0))
+    threads = torch.get_num_threads()
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    result = measure_architecture(
+        space, arch, backend="torch-cpu", input_shape=(3, 16, 16), timing=QUICK
+    )
+    assert torch.equal(torch.rand(3), expected)  # a trial's RNG stream is untouched
+    assert torch.get_num_threads() == threads
+    assert result.backend == "torch-cpu" and result.median_ms > 0 and result.export is None
+
+
+def test_result_round_trips_through_json():
+    arch = "|skip_connect~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|avg_pool_3x3~2|"
+    result = measure_architecture(
+        "nb201",
+        arch,
+        space_options={"C": 4, "N": 1},
+        backend="torch-cpu",
+        input_shape=(3, 16, 16),
+        timing=QUICK,
+    )
+    back = LatencyResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert back == result
+
+
+def test_cli_measure_json(capsys):
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
+    code = main(
+        ["measure", "--space", "nb201", "--arch", arch, "--space-options", '{"C": 4, "N": 1}',
+         "--input", "3x16x16", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["median_ms"] > 0 and summary["device"]["kind"] == "cpu"
+    assert {"p90_ms", "cv", "unstable", "versions"} <= set(summary)
+
+
+def test_cli_bad_architecture_is_one_clear_error(capsys):
+    assert main(["measure", "--space", "nb201", "--arch", "|oops~0|"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "|oops~0|" in err
