@@ -1,0 +1,252 @@
+"""Search quality of hwnas's strategies against peers on NAS-Bench-201 with device latency.
+
+Every method (each registered hwnas strategy driven through ``SearchMethod``, and the Optuna
+peers: random, TPE, NSGA-II) runs in this process through the same tabular runner
+(``searchers.tabular``): the same query model, the same per-seed noise (common random
+numbers), the same duplicate rule and budget. Runs are full-fidelity (the table has no
+learning curves). Figures are defined in ``benchmarks/search_quality_metrics.py``:
+
+* multi-objective runs (validation accuracy up, ``latency_ms`` on the device down) for each
+  dataset x device: (a) hypervolume ratio to the true front, (b) test accuracy of the best
+  architecture by validation under the latency bound (the device's median latency);
+  single-objective strategies (evolution, local search) get an MnasNet scalarisation with
+  that bound as target;
+* single-objective runs (validation accuracy only) per dataset: (c) test accuracy of the
+  best-by-validation pick.
+
+One run per method/setting/seed at the largest budget gives every smaller budget as a prefix.
+
+    .venv/bin/python -m benchmarks.search_quality --out runs/search_quality          # full
+    .venv/bin/python -m benchmarks.search_quality --quick --out runs/sq_quick        # ~1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.search_quality_metrics import Reference, curves, make_reference
+from benchmarks.search_quality_peers import PEERS, OptunaMethod
+from searchers.config import parse_config
+from searchers.strategies import STRATEGIES, strategy_class
+from searchers.tabular import NB201Benchmark, TabularRunner, run_search_on_table
+
+#: NB201's training length (epochs); every query is a full-length trial.
+NB201_EPOCHS = 200
+DEFAULT_DEVICES = ("raspi4", "pixel2", "1080ti_1", "eyeriss")
+DEFAULT_DATASETS = ("cifar10", "cifar100")
+MO_FIGURES = ("hv_ratio", "constrained_test")
+SO_FIGURES = ("best_test",)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One search: mode ``mo`` (accuracy + latency) or ``so`` (accuracy only)."""
+
+    mode: str
+    dataset: str
+    device: str
+    method: str
+    seed: int
+    budget: int
+
+    @property
+    def setting(self) -> str:
+        return f"{self.dataset}/{self.device}" if self.mode == "mo" else self.dataset
+
+
+# -- one run (in a worker process) ------------------------------------------------------------
+_TABLE: Any = None
+_BENCH: dict[tuple[str, str], tuple[NB201Benchmark, Reference]] = {}
+
+
+def _bench(table_path: str, dataset: str, device: str) -> tuple[NB201Benchmark, Reference]:
+    global _TABLE
+    if _TABLE is None:
+        from spaces.nb201_table import load_table
+
+        _TABLE = load_table(table_path)
+    key = (dataset, device)
+    if key not in _BENCH:
+        bench = NB201Benchmark.from_table(_TABLE, dataset, device)
+        _BENCH[key] = (bench, make_reference(bench))
+    return _BENCH[key]
+
+
+def hwnas_config(spec: RunSpec, ref: Reference) -> dict[str, Any]:
+    """The search config a user would write for this run (full fidelity, one at a time)."""
+    raw: dict[str, Any] = {
+        "name": f"sq-{spec.method}-{spec.setting}-{spec.seed}",
+        "seed": spec.seed,
+        "space": {"name": "nb201", "options": {"C": 16, "N": 5}},
+        "data": {"dataset": spec.dataset},
+        "strategy": {"name": spec.method},
+        "early_stopping": {"name": "none", "max_length": NB201_EPOCHS},
+        "budget": {"max_trials": spec.budget, "max_concurrent": 1},
+        "latency": {"enabled": False},
+    }
+    if spec.mode == "mo":
+        raw["objectives"] = [
+            {"metric": "validation_accuracy", "goal": "maximize"},
+            {"metric": "latency_ms", "goal": "minimize"},
+        ]
+        raw["reference_point"] = {"validation_accuracy": 0.0, "latency_ms": ref.latency_max_ms}
+        if not strategy_class(spec.method).multi_objective:
+            raw["scalarization"] = {"kind": "mnasnet", "target": ref.latency_bound_ms}
+    return raw
+
+
+def run_one(spec: RunSpec, table_path: str) -> dict[str, Any]:
+    """Run one search and return its figure curves (lists of floats, one per query)."""
+    bench, ref = _bench(table_path, spec.dataset, spec.device)
+    started = time.perf_counter()
+    if spec.method in PEERS:
+        objectives = [("validation_accuracy", "maximize")]
+        if spec.mode == "mo":
+            objectives.append(("latency_ms", "minimize"))
+        method = OptunaMethod(
+            spec.method,
+            objectives,
+            seed=spec.seed,
+            length=NB201_EPOCHS,
+            hparams_base={"training": {"max_epochs": NB201_EPOCHS}},
+        )
+        result = TabularRunner(method, bench, max_queries=spec.budget, seed=spec.seed).run()
+    else:
+        config = parse_config(hwnas_config(spec, ref), f"<{spec.method} config>")
+        _, result = run_search_on_table(config, bench, noise_seed=spec.seed)
+    wall = time.perf_counter() - started
+    figs = curves(ref, result.rows, result.observed_accuracy)
+    keep = MO_FIGURES if spec.mode == "mo" else SO_FIGURES
+    return {
+        "spec": asdict(spec),
+        "curves": {k: [None if np.isnan(x) else float(x) for x in figs[k]] for k in keep},
+        "queries": len(result.queries),
+        "duplicates": result.duplicates,
+        "sim_time_h": result.sim_time_s / 3600.0,
+        "wall_s": wall,
+    }
+
+
+# -- the grid ------------------------------------------------------------------------------------
+def build_specs(args: argparse.Namespace) -> list[RunSpec]:
+    """Every run of the grid, slowest methods first (better packing across workers)."""
+    budget = max(args.budgets)
+    methods = [*args.strategies, *args.peers]
+    specs: list[RunSpec] = []
+    for seed in range(args.seed0, args.seed0 + args.seeds):
+        for method in methods:
+            for dataset in args.datasets:
+                for device in args.devices:
+                    specs.append(RunSpec("mo", dataset, device, method, seed, budget))
+                specs.append(RunSpec("so", dataset, args.devices[0], method, seed, budget))
+    slow = {"predictor": 0, "arch2vec": 0, "optuna-tpe": 1}
+    return sorted(specs, key=lambda s: (slow.get(s.method, 2), s.mode != "mo"))
+
+
+def run_grid(specs: list[RunSpec], table_path: str, jobs: int) -> list[dict[str, Any]]:
+    """Run every spec (in ``jobs`` processes), with a progress bar; results in spec order."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    results: list[dict[str, Any] | None] = [None] * len(specs)
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("search-quality runs", total=len(specs))
+        if jobs <= 1:
+            for i, spec in enumerate(specs):
+                results[i] = run_one(spec, table_path)
+                progress.advance(task)
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = {pool.submit(run_one, s, table_path): i for i, s in enumerate(specs)}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    progress.advance(task)
+    return [r for r in results if r is not None]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    import searchers.strategies  # noqa: F401  (fills the registry)
+
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.search_quality",
+        description="hwnas strategies vs random search and Optuna on the NB201 table.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/search_quality"))
+    p.add_argument("--table", help="NB201 table (default: $HWNAS_NB201_TABLE or ../shared)")
+    p.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200])
+    p.add_argument("--seeds", type=int, default=20, help="seeds per setting (default 20)")
+    p.add_argument("--seed0", type=int, default=0, help="first seed")
+    p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
+    p.add_argument("--devices", nargs="+", default=list(DEFAULT_DEVICES))
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        default=None,
+        help=f"hwnas strategies (default: every registered one: {', '.join(sorted(STRATEGIES))})",
+    )
+    p.add_argument("--peers", nargs="*", default=list(PEERS), help="Optuna peers to compare")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--quick", action="store_true", help="3 seeds, budgets 25/50, cifar10 on raspi4")
+    args = p.parse_args(argv)
+    if args.strategies is None:
+        args.strategies = sorted(STRATEGIES)
+    if args.quick:
+        args.seeds, args.budgets = min(args.seeds, 3), [25, 50]
+        args.datasets, args.devices = ["cifar10"], [args.devices[0]]
+    unknown = [s for s in args.strategies if s not in STRATEGIES]
+    if unknown:
+        p.error(f"unknown strategy {unknown}; registered: {', '.join(sorted(STRATEGIES))}")
+    bad_peers = [s for s in args.peers if s not in PEERS]
+    if bad_peers:
+        p.error(f"unknown peer {bad_peers}; known: {', '.join(PEERS)}")
+    if min(args.budgets) < 1 or args.seeds < 1:
+        p.error("budgets and --seeds must be >= 1")
+    args.budgets = sorted(set(args.budgets))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the grid, print the tables, write ``search_quality.json`` and plots to ``--out``."""
+    from benchmarks.search_quality_report import summarise, write_outputs
+    from spaces.nb201_table import TableError, default_table_path
+
+    args = parse_args(argv)
+    table_path = args.table or default_table_path()
+    if table_path is None or not Path(table_path).is_file():
+        print(
+            "search_quality: NB201 table not found; set HWNAS_NB201_TABLE or --table, or place "
+            "it at ../shared/data/nb201/nb201_cifar.csv.gz",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        from spaces.nb201_table import load_table
+
+        devices = load_table(table_path).devices
+    except TableError as exc:
+        print(f"search_quality: {exc}", file=sys.stderr)
+        return 2
+    missing = [d for d in args.devices if d not in devices]
+    if missing:
+        print(f"search_quality: unknown device(s) {missing}; table has {devices}", file=sys.stderr)
+        return 2
+    specs = build_specs(args)
+    started = time.perf_counter()
+    results = run_grid(specs, str(table_path), args.jobs)
+    elapsed = time.perf_counter() - started
+    summary = summarise(results, args, elapsed)
+    write_outputs(summary, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
