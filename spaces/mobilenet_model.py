@@ -112,7 +112,7 @@ class MobileNetNetwork(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = ConvBNAct(c_prev, space.head_channels, 1, act="hswish")
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(space.head_channels, num_classes)
+        self.classifier = nn.Linear(space.head_channels, int(num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.blocks(self.stem(x)))

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+from typing import Any
+
 from spaces.base import ArchitectureError
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and int(value) >= 1
 
 
 def check_build_args(num_classes: int, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
     """Validate ``num_classes`` and a ``(channels, height, width)`` shape; return the shape."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not _positive_int(num_classes):
         raise ArchitectureError(f"num_classes must be a positive int, got {num_classes!r}")
-    shape = tuple(input_shape)
-    if len(shape) != 3 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape
-    ):
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else ()
+    if len(shape) != 3 or not all(_positive_int(v) for v in shape):
         raise ArchitectureError(
             "input_shape must be three positive ints (channels, height, width), "
             f"got {input_shape!r}"
         )
-    return shape  # type: ignore[return-value]
+    return (int(shape[0]), int(shape[1]), int(shape[2]))

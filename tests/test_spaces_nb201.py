@@ -183,7 +183,7 @@ def _param_count(model: torch.nn.Module) -> int:
 
 def test_params_match_the_table(space: NB201Space, nb201_table_file) -> None:
     """Built models match ``params_mb`` exactly, except 150 rows of the table (1%) whose value
-    is inconsistent with their own arch string (a data issue of the table, see the report)."""
+    is one conv edge (1x1: 28,000; 3x3: 243,040 parameters) off their own arch string."""
     table = load_table(nb201_table_file)
     # Parameters are linear in the counts of 1x1 and 3x3 convs: measure the terms on real builds.
     base = _param_count(space.build(format_arch(["none"] * 6)))
@@ -208,6 +208,11 @@ def test_params_match_the_table(space: NB201Space, nb201_table_file) -> None:
         for a, p in zip(table["arch_str"], table["params_mb"], strict=True)
     ]
     assert exact == agree
+    # Each disagreeing row is off by exactly one conv edge's parameters, i.e. the table holds
+    # a neighbouring cell's count there: a data issue of the table, not of the builder.
+    for a, p, ok in zip(table["arch_str"], table["params_mb"], agree, strict=True):
+        if not ok:
+            assert abs(round(p * 1e6) - predicted(a)) in (per_1x1, per_3x3), a
     checked = 0
     for row in rng.choice(np.flatnonzero(agree), size=12, replace=False):
         arch = table["arch_str"][row]
