@@ -418,3 +418,63 @@ def test_unknown_request_ids_are_ignored(caplog: pytest.LogCaptureFixture) -> No
     with caplog.at_level(logging.WARNING, logger="hwnas.determined"):
         assert adapter.on_trial_closed(state, uuid.uuid4()) == []
     assert "unknown request id" in caplog.text
+
+
+# -- the real trial entrypoint, with hparams from a shipped config ---------------------------
+class _CompletedOp(det.core.DummySearcherOperation):
+    def report_completed(self, searcher_metric: Any) -> None:
+        super().report_completed(searcher_metric)
+        self.metric = json.loads(det.util.json_encode(searcher_metric))  # the trial's wire
+
+
+class _OneOperation(det.core.DummySearcherContext):
+    def __init__(self, dist: Any, length: int) -> None:
+        super().__init__(dist)
+        self.op = _CompletedOp(length, is_chief=True)
+
+    def operations(self, *args: Any, **kwargs: Any) -> Any:
+        yield self.op
+
+
+@pytest.mark.slow  # ~15 s of CPU: one epoch of training plus an ONNX Runtime measurement
+def test_trial_entrypoint_serves_a_create_from_a_shipped_config(tmp_path: Path) -> None:
+    """trials.train under the real Core API (off-cluster) runs the hparams the searcher built
+    from experiment_yamls/search_nb201_cifar10_ort_cpu.yaml, and what it reports back goes
+    through the master's protobuf trip into the adapter as that trial's result."""
+    from searchers.config import load_config
+    from trials.train import run_trial
+
+    repo = Path(__file__).resolve().parents[1]
+    search = load_config(repo / "experiment_yamls" / "search_nb201_cifar10_ort_cpu.yaml")
+    # CIFAR-10 is not on this machine and C=16/N=5 is slow on CPU: same config otherwise.
+    search = search.model_copy(
+        update={
+            "space": search.space.model_copy(update={"options": {"C": 4, "N": 1}}),
+            "data": search.data.model_copy(
+                update={"dataset": "digits", "root": None, "num_workers": 0}
+            ),
+            "training": search.training.model_copy(
+                update={"batch_size": 64, "amp": "off", "channels_last": False}
+            ),
+            "early_stopping": search.early_stopping.model_copy(update={"min_length": 1}),
+        }
+    )
+    adapter = HwnasSearchMethod(SearchMethod(search))
+    create, validate = adapter.initial_operations(det_searcher.SearcherState())[:2]
+    assert validate.length == 1
+    hparams = json.loads(create.hparams)
+    assert hparams["latency"]["backend"] == "ort-cpu"
+
+    ctx = det.core._dummy_init(checkpoint_storage=str(tmp_path))
+    ctx.searcher = _OneOperation(ctx.distributed, length=1)
+    with ctx:
+        run_trial(ctx, hparams, latest_checkpoint=None)
+    metric = ctx.searcher.op.metric
+    assert metric["epochs"] == 1 and metric["latency_backend"] == "ort-cpu"
+    assert metric["latency_ms"] > 0 and 0 <= metric["validation_accuracy"] <= 1
+
+    state = det_searcher.SearcherState()
+    adapter.on_trial_created(state, create.request_id)
+    adapter.on_validation_completed(state, create.request_id, to_struct_value(metric), 1)
+    record = adapter.method.records()[0]
+    assert record["results"][1]["latency_ms"] == pytest.approx(metric["latency_ms"])
