@@ -201,6 +201,14 @@ def test_warm_start_seeds_strategy_and_dedupe_and_survives_restart(
     assert len(new) == 6 and not old & new
 
 
+def test_warm_start_fills_the_nsga2_population(earlier_sweep: dict[str, Any]) -> None:
+    records = load_warm_start(str(earlier_sweep["out"] / "report" / "trials.csv"))
+    method = SearchMethod(search_config(strategy={"name": "nsga2"}))
+    counts = warm_start_method(method, records)
+    assert counts["told"] == len(records) > 0
+    assert {a for a, _ in method.strategy.population} == {r["arch"] for r in records}
+
+
 def test_warm_start_skips_other_spaces_and_invalid_archs() -> None:
     method = SearchMethod(search_config())
     counts = warm_start_method(
