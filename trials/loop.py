@@ -27,7 +27,7 @@ from trials.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from trials.data import INIT_STREAM, TRAIN_STREAM, derive_seed, load_data
+from trials.data import INIT_STREAM, TRAIN_STREAM, TrialData, derive_seed, load_data
 from trials.errors import InvalidTrial, TrainingDiverged, TrialOutOfMemory, is_out_of_memory
 from trials.hparams import HParamsError, TrialHParams, parse_hparams
 
@@ -78,13 +78,20 @@ def _out_of_memory_is_invalid(what: str) -> Iterator[None]:
 class TrialRun:
     """One architecture's training state: model, optimizer, schedule, data and progress."""
 
-    def __init__(self, hparams: dict[str, Any] | TrialHParams, *, device: str | None = None):
+    def __init__(
+        self,
+        hparams: dict[str, Any] | TrialHParams,
+        *,
+        device: str | None = None,
+        data: TrialData | None = None,
+    ) -> None:
+        """``data`` replaces the dataset named in the hparams (benchmarks use synthetic data)."""
         self.hp = parse_hparams(hparams)
         self.device = torch.device(device) if device else default_device()
         hp, training = self.hp, self.hp.training
         if self.device.type == "cpu" and training.cpu_threads is not None:
             torch.set_num_threads(training.cpu_threads)
-        self.data = load_data(hp.data, hp.seed)
+        self.data = data if data is not None else load_data(hp.data, hp.seed)
         info = self.data.info
         try:
             self.space = get_space(hp.space, **hp.space_options)
