@@ -3,7 +3,7 @@
 On a TTY the panel shows trials running / done / failed, the best feasible accuracy, the front
 size and the hypervolume, refreshed as events arrive, with log lines scrolling above it. When
 the output is not a terminal (CI, a pipe, a log file) it prints plain timestamped lines only,
-plus one status line whenever the counts change.
+plus one status line after each new result.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class SearchStatus:
     closed: int = 0
     failed: int = 0
     events: int = 0
+    evaluations: int = 0
     elapsed_s: float = 0.0
     progress: float = 0.0
     front: dict[str, Any] = field(default_factory=dict)
@@ -36,7 +37,8 @@ class SearchStatus:
         """One plain-text line."""
         parts = [
             f"trials {self.created} (running {self.running}, queued {self.waiting}, "
-            f"done {self.closed}, failed {self.failed})",
+            f"closed {self.closed}, failed {self.failed})",
+            f"evaluations {self.evaluations}",
             f"progress {100 * self.progress:.0f}%",
         ]
         parts += [f"{k} {v}" for k, v in _front_fields(self.front)]
@@ -103,7 +105,9 @@ class ProgressView:
         table.add_column("what", style="bold")
         table.add_column("value")
         table.add_row("trials", f"{s.created} created, {s.running} running, {s.waiting} queued")
-        table.add_row("finished", f"{s.closed} done, {s.failed} failed")
+        table.add_row(
+            "results", f"{s.evaluations} evaluations, {s.closed} trials closed, {s.failed} failed"
+        )
         table.add_row(
             "progress", f"{100 * s.progress:.0f}%  ({s.events} events, {s.elapsed_s:.0f} s)"
         )
@@ -122,12 +126,13 @@ class ProgressView:
             print(f"{stamp} {message}", file=self.stream, flush=True)
 
     def update(self, status: SearchStatus) -> None:
-        """New numbers: redraw the panel, or print a status line when the counts changed."""
+        """New numbers: redraw the panel, or print a status line after new results."""
         self._status = status
         if self._live is not None:
             self._live.update(self._render())
             return
-        counts = (status.created, status.running, status.closed, status.failed)
+        # Only results change what is worth a line; launches are logged on their own.
+        counts = (status.evaluations, status.closed, status.failed)
         if counts != self._last_counts and not self.quiet:
             self._last_counts = counts
             print(f"{time.strftime('%H:%M:%S')} {status.line()}", file=self.stream, flush=True)

@@ -44,6 +44,7 @@ from searchers.trial_processes import (
     TrialOutcome,
     TrialPool,
     atomic_write_json,
+    kill_stale_child,
     outcome_from_result,
     read_result,
     visible_gpus,
@@ -161,6 +162,8 @@ class LocalRunner:
                 "trials": {str(k): v for k, v in self.trials.items()},
                 # In-flight work first: on resume it is issued again before anything new.
                 "waiting": running + [list(w) for w in self.waiting],
+                # Child pids, so a resume after a hard kill can stop any that outlived us.
+                "pids": {str(p.trial_id): p.popen.pid for p in self.pool.running.values()},
                 "queue": [operation_to_json(op) for op in self.queue],
                 "events": self.events,
                 "shutdown": self.shutdown,
@@ -184,6 +187,10 @@ class LocalRunner:
         for tid, _ in self.waiting:
             if self.trials.get(tid, {}).get("status") == RUNNING:
                 self.trials[tid]["status"] = IDLE
+        for tid, pid in runner.get("pids", {}).items():
+            trial_dir = self._trial_dir(int(tid)).resolve()
+            if kill_stale_child(int(pid), str(trial_dir)):
+                self._log(f"trial {tid}: stopped child {pid} left by the previous run")
 
     def save(self) -> None:
         atomic_write_json(self.out_dir / STATE_FILE, self.state_dict())
@@ -343,6 +350,7 @@ class LocalRunner:
             closed=sum(1 for t in values if t["status"] == CLOSED and not t["failure"]),
             failed=sum(1 for t in values if t["failure"]),
             events=self.events,
+            evaluations=sum(1 for e in self.timeline if e["ok"]),
             elapsed_s=self.elapsed_s(),
             progress=float(self.method.progress()),
             front=self._front_summary(),

@@ -8,6 +8,7 @@ stdout and stderr go to the trial's ``log.txt``. Nothing here knows about search
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -51,6 +52,31 @@ class TrialProcess:
     started: float
     deadline: float | None
     timed_out: bool = False
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the forked child)
+    """Linux: the child gets SIGKILL when the runner dies (even by SIGKILL), so a killed
+    runner leaves no orphan trial training into a checkpoint that a resume will use."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def kill_stale_child(pid: int, marker: str) -> bool:
+    """Kill the process group of ``pid`` if it still runs a command containing ``marker``
+    (a trial child left by a runner that died); True when one was killed."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    if marker not in cmdline:
+        return False  # the pid was reused by something else
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+        return True
+    return False
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -147,6 +173,7 @@ class TrialPool:
             raise RuntimeError(f"trial {trial_id} already has a running child")
         if self.free_slots <= 0:
             raise RuntimeError("no free slot to launch a trial")
+        trial_dir = trial_dir.resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
         request_path = trial_dir / f"request_{length}.json"
         result_path = trial_dir / f"result_{length}.json"
@@ -167,6 +194,7 @@ class TrialPool:
             stderr=subprocess.STDOUT,
             env=self._env(slot),
             start_new_session=True,  # own process group: killable as a whole, immune to ^C
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         now = time.monotonic()
         deadline = now + self.timeout_s if self.timeout_s else None
@@ -274,6 +302,7 @@ __all__ = [
     "TrialOutcome",
     "TrialPool",
     "atomic_write_json",
+    "kill_stale_child",
     "outcome_from_result",
     "read_result",
     "visible_gpus",

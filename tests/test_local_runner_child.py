@@ -1,13 +1,14 @@
 """A fast stand-in for ``python -m trials.local`` used by the local runner's tests.
 
-Run as ``python tests/test_local_runner_child.py [--crash ID] [--hang ID] [--ledger FILE]
---request REQ --result RES`` (the runner appends the last two). It speaks the trial child
-contract: reads the request, "trains" by recording the reached length in a checkpoint file in
-``checkpoint_dir`` (resuming from it), and writes deterministic metrics derived from the
-architecture string, so a search over it is reproducible. ``--crash ID`` makes trial ID exit
-with a traceback and no result, ``--hang ID`` makes it sleep forever (for the timeout), and
-``--ledger`` appends ``trial_id length from_length`` for each finished run so tests can check
-that nothing trained twice. It defines no tests.
+Run as ``python tests/test_local_runner_child.py [--crash ID] [--hang ID] [--sleep S]
+[--ledger FILE] --request REQ --result RES`` (the runner appends the last two). It speaks the
+trial child contract: reads the request, "trains" by recording the reached length in a
+checkpoint file in ``checkpoint_dir`` (resuming from it), and writes deterministic metrics
+derived from the architecture string, so a search over it is reproducible. ``--crash ID``
+makes trial ID exit with a traceback and no result, ``--hang ID`` makes it sleep forever (for
+the timeout), ``--sleep S`` makes each run take S seconds, and ``--ledger`` appends
+``trial_id length from_length`` for each finished run so tests can check that nothing trained
+twice. It defines no tests.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crash", type=int, action="append", default=[])
     parser.add_argument("--hang", type=int, action="append", default=[])
     parser.add_argument("--ledger", default=None)
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds of fake training")
     parser.add_argument("--request", required=True)
     parser.add_argument("--result", required=True)
     args = parser.parse_args(argv)
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError(f"fake crash of trial {trial_id}")
     if trial_id in args.hang:
         time.sleep(3600)
+    time.sleep(args.sleep)
     checkpoint = Path(request["checkpoint_dir"]) / "fake_checkpoint.json"
     start = json.loads(checkpoint.read_text())["length"] if checkpoint.exists() else 0
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
