@@ -1,0 +1,321 @@
+"""Strategy ``arch2vec``: Bayesian optimisation in a pretrained arch2vec latent space.
+
+The candidate pool is the embedding of every architecture of the space (one per canonical
+key; NB201: 6,466 distinct cells of 15,625), or for spaces too large to list, fresh samples
+plus mutations of the current best each ask. One Gaussian process per modelled metric
+(objectives, scalarisation inputs and constrained metrics) is fitted on the standardised
+embeddings of everything told so far; every candidate gets a Thompson draw per metric, and:
+
+* single-objective: the best ``ranking_key`` of the drawn values (constraints respected);
+* multi-objective: the largest hypervolume improvement of the drawn point over the current
+  feasible front, else (no improvement) a random Chebyshev scalarisation (ParEGO).
+
+Drawn values that break a hard constraint make a candidate infeasible, so the acquisition
+honours constraints by sampling their probability; the filter chain in front of every
+strategy (``searchers.filters``) still applies its own pre-filter. Models are not stored:
+the state keeps the history, rng and the size/seed of the last fit, and loading refits.
+torch is imported only when the first model-based ask needs the embeddings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from searchers.pareto import hypervolume, nondominated_mask, reference_point
+from searchers.strategies.base import Strategy, StrategyOptions, register
+from spaces.base import SearchSpace
+
+#: Spaces with at most this many architectures use all of them as the candidate pool.
+MAX_FULL_POOL = 50_000
+
+# (model path, sha256, space, options) -> (archs, standardised embeddings, canonical keys, scaler)
+_POOL_CACHE: dict[tuple[str, ...], tuple[list[str], np.ndarray, list[str], Any]] = {}
+
+
+class Arch2VecOptions(StrategyOptions):
+    #: Weight file (with its ``.json`` sidecar); default: the shipped or cached one.
+    model_path: str | None = None
+    initial_random: int = Field(10, ge=2)
+    retrain_every: int = Field(1, ge=1)
+    #: Fit on at most this many results (the most recent), bounding the cost of a refit.
+    max_train: int = Field(500, ge=10)
+    #: Pool size per ask for spaces too large to list (half mutations of the best).
+    candidates: int = Field(1000, ge=10)
+
+
+class _Embedder:
+    """Loads the model once and maps architectures to standardised embeddings.
+
+    For a listable space every architecture is embedded up front (NB201: ~2 s) and the pool is
+    one architecture per canonical key; otherwise embeddings are computed on demand.
+    """
+
+    def __init__(self, space: SearchSpace, model_path: str | None) -> None:
+        from searchers.arch2vec.pretrain import load_or_pretrain
+
+        self.space = space
+        self.model, self.meta, self.path = load_or_pretrain(space, model_path)
+        key = (str(self.path), self.meta["sha256"], space.name, repr(space.space_options()))
+        if key not in _POOL_CACHE:
+            _POOL_CACHE[key] = self._embed_space()
+        self.archs, self.x, keys, (self.mean, self.scale) = _POOL_CACHE[key]
+        self.row = {a: i for i, a in enumerate(self.archs)}
+        #: Pool: row and canonical key of the first architecture of each canonical key.
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        self.pool_keys = list(first)
+        self.pool_rows = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+        self.pool_index = {k: j for j, k in enumerate(self.pool_keys)}
+
+    def _embed_space(self) -> tuple[list[str], np.ndarray, list[str], Any]:
+        from searchers.arch2vec.embedding import embed_archs
+
+        space = self.space
+        if space.size() <= MAX_FULL_POOL:
+            archs = list(space.enumerate())
+            raw = embed_archs(self.model, space, archs)
+        else:  # only the standardisation statistics, from a fixed sample
+            archs = []
+            rng = np.random.default_rng(0)
+            raw = embed_archs(self.model, space, [space.sample(rng) for _ in range(2000)])
+        scaler = (raw.mean(axis=0), raw.std(axis=0) + 1e-8)
+        x = (raw - scaler[0]) / scaler[1] if archs else raw[:0]
+        return archs, x, [space.canonical_key(a) for a in archs], scaler
+
+    @property
+    def listed(self) -> bool:
+        """Whether the whole space is embedded (the pool is every canonical key)."""
+        return bool(self.archs)
+
+    def features(self, archs: list[str]) -> np.ndarray:
+        """Standardised embeddings of ``archs`` (precomputed rows reused where possible)."""
+        from searchers.arch2vec.embedding import embed_archs
+
+        out = np.empty((len(archs), len(self.mean)))
+        missing = []
+        for i, a in enumerate(archs):
+            if a in self.row:
+                out[i] = self.x[self.row[a]]
+            else:
+                missing.append(i)
+        if missing:
+            raw = embed_archs(self.model, self.space, [archs[i] for i in missing])
+            out[missing] = (raw - self.mean) / self.scale
+        return out
+
+
+class _GP:
+    """A Matern GP on standardised targets, hyperparameters by marginal likelihood on a grid."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _GP:
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import Matern, WhiteKernel
+
+        self.mu = float(y.mean())
+        self.sd = float(y.std()) or 1.0
+        z = (y - self.mu) / self.sd
+        best = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ill-conditioning chatter on tiny data sets
+            # A grid of a few Cholesky factorisations: deterministic and cheap, no optimiser.
+            for length_scale in (1.0, 2.0, 4.0, 8.0):
+                for noise in (0.01, 0.1, 0.5):
+                    kernel = Matern(length_scale=length_scale, nu=2.5) + WhiteKernel(noise)
+                    gp = GaussianProcessRegressor(kernel=kernel, optimizer=None).fit(X, z)
+                    if best is None or gp.log_marginal_likelihood_value_ > best[0]:
+                        best = (gp.log_marginal_likelihood_value_, gp)
+        assert best is not None
+        self.gp = best[1]
+        return self
+
+    def sample(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One independent posterior draw per row (in the metric's own units)."""
+        mean, std = self.gp.predict(X, return_std=True)
+        return (mean + std * rng.standard_normal(len(X))) * self.sd + self.mu
+
+
+@register
+class Arch2VecSearch(Strategy):
+    """BO with GP surrogates on arch2vec embeddings; Thompson draws, HVI / ParEGO pick."""
+
+    name = "arch2vec"
+    Options = Arch2VecOptions
+    multi_objective = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.proposed: set[str] = set()
+        self.fit_size = 0
+        self.fit_seed = 0
+        self._models: dict[str, _GP] = {}
+        self._embedder: _Embedder | None = None
+
+    @property
+    def embedder(self) -> _Embedder:
+        if self._embedder is None:
+            self._embedder = _Embedder(self.space, self.options.model_path)  # type: ignore[attr-defined]
+        return self._embedder
+
+    @property
+    def model_file(self) -> Path:
+        """The weight file in use (loads the model if needed)."""
+        return self.embedder.path
+
+    # -- what is modelled -----------------------------------------------------------------
+    @property
+    def _mo(self) -> bool:
+        return len(self.objectives.objectives) > 1 and self.objectives.scalarization is None
+
+    def _modelled_metrics(self) -> tuple[str, ...]:
+        if self._mo:
+            names = list(self.objectives.metrics)
+        elif self.objectives.scalarization is not None:
+            s = self.objectives.scalarization
+            names = [s.metric, s.cost]
+        else:
+            names = [self.objectives.metrics[0]]
+        names += [c.metric for c in self.objectives.constraints]
+        return tuple(dict.fromkeys(names))
+
+    def _fit(self, n: int, seed: int) -> None:
+        """Fit one GP per modelled metric on the first ``n`` successes (most recent kept)."""
+        opts: Arch2VecOptions = self.options  # type: ignore[assignment]
+        metrics = self._modelled_metrics()
+        data = [(a, v) for a, v in self.successes()[:n] if all(m in v for m in metrics)]
+        data = data[-opts.max_train :]
+        self._models = {}
+        self.fit_size, self.fit_seed = n, seed
+        if len(data) < 2:
+            return
+        X = self.embedder.features([a for a, _ in data])
+        for m in metrics:
+            self._models[m] = _GP().fit(X, np.array([v[m] for _, v in data], dtype=float))
+
+    # -- ask --------------------------------------------------------------------------------
+    def ask(self) -> str:
+        opts: Arch2VecOptions = self.options  # type: ignore[assignment]
+        n_ok = len(self.successes())
+        if n_ok < opts.initial_random:
+            return self._random()
+        if not self._models or n_ok - self.fit_size >= opts.retrain_every:
+            self._fit(n_ok, int(self.rng.integers(2**31 - 1)))
+        if not self._models:
+            return self._random()
+        pool, X = self._candidates()
+        if not pool:
+            return self._random()
+        draws = {m: gp.sample(X, self.rng) for m, gp in self._models.items()}
+        best = self._select_mo(draws) if self._mo else self._select_so(draws)
+        return self._remember(pool[best])
+
+    def _random(self) -> str:
+        """A uniform sample not proposed before (a few tries; a repeat is left to dedupe)."""
+        arch = self.space.sample(self.rng)
+        for _ in range(100):
+            if self.space.canonical_key(arch) not in self.proposed:
+                break
+            arch = self.space.sample(self.rng)
+        return self._remember(arch)
+
+    def _remember(self, arch: str) -> str:
+        self.proposed.add(self.space.canonical_key(arch))
+        return arch
+
+    def _candidates(self) -> tuple[list[str], np.ndarray]:
+        """Unproposed candidates and their features."""
+        emb = self.embedder
+        if emb.listed:
+            keep = np.array([k not in self.proposed for k in emb.pool_keys], dtype=bool)
+            rows = emb.pool_rows[keep]
+            return [emb.archs[r] for r in rows], emb.x[rows]
+        opts: Arch2VecOptions = self.options  # type: ignore[assignment]
+        ok = self.successes()
+        order = sorted(range(len(ok)), key=lambda i: (self.objectives.ranking_key(ok[i][1]), i))
+        parents = [ok[i][0] for i in order[-5:]]
+        pool: dict[str, str] = {}
+        for i in range(opts.candidates * 3):  # bounded: a small region may run dry
+            if len(pool) >= opts.candidates:
+                break
+            if i % 2 == 0 and parents:
+                arch = self.space.mutate(parents[int(self.rng.integers(len(parents)))], self.rng)
+            else:
+                arch = self.space.sample(self.rng)
+            key = self.space.canonical_key(arch)
+            if key not in self.proposed:
+                pool.setdefault(key, arch)
+        archs = list(pool.values())
+        return archs, emb.features(archs)
+
+    def _violation(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per-candidate total constraint violation of the drawn values (0 = feasible)."""
+        total = np.zeros(len(next(iter(draws.values()))))
+        for c in self.objectives.constraints:
+            v = draws[c.metric]
+            broken = {"<=": v > c.bound, "<": v >= c.bound, ">=": v < c.bound, ">": v <= c.bound}
+            total += np.where(broken[c.op], np.abs(v - c.bound) + 1e-12, 0.0)
+        return total
+
+    def _select_so(self, draws: Mapping[str, np.ndarray]) -> int:
+        """Feasible first, then the highest score (``Objectives.score``, vectorised)."""
+        s = self.objectives.scalarization
+        if s is not None:
+            score = draws[s.metric] * (np.maximum(draws[s.cost], 1e-9) / s.target) ** s.w
+        else:
+            o = self.objectives.objectives[0]
+            score = draws[o.metric] if o.goal == "maximize" else -draws[o.metric]
+        # lexsort: last key is primary; ties go to the lowest index (the pool order)
+        order = np.lexsort((np.arange(len(score)), -score, self._violation(draws)))
+        return int(order[0])
+
+    def _select_mo(self, draws: Mapping[str, np.ndarray]) -> int:
+        """Largest hypervolume improvement of a feasible draw, else a ParEGO scalarisation."""
+        k = len(self.objectives.objectives)
+        ok = [v for _, v in self.successes() if self.objectives.feasible(v)]
+        F = np.array([self.objectives.vector(v) for v in ok], dtype=float).reshape(-1, k)
+        front = F[nondominated_mask(F)] if len(F) else F
+        C = np.column_stack(
+            [
+                draws[o.metric] if o.goal == "minimize" else -draws[o.metric]
+                for o in self.objectives.objectives
+            ]
+        )
+        feas = self._violation(draws) == 0
+        ref = reference_point(self.objectives, np.vstack([F, C]) if len(F) else C)
+        base = hypervolume(front, ref)
+        # A point dominated by another candidate never has the larger improvement, so only
+        # the feasible candidates' own front needs a hypervolume each.
+        hvi = np.full(len(C), -1.0)
+        idx = np.flatnonzero(feas)
+        if len(idx):
+            for i in idx[nondominated_mask(C[idx])]:
+                hvi[i] = hypervolume(np.vstack([front, C[i][None]]), ref) - base
+        if hvi.max() > 0:
+            return int(np.argmax(hvi))
+        lo, hi = np.nanmin(C, axis=0), np.nanmax(C, axis=0)
+        norm = (C - lo) / np.where(hi > lo, hi - lo, 1.0)
+        w = self.rng.dirichlet(np.ones(k))
+        cheb = np.nanmax(norm * w, axis=1) + np.where(feas, 0.0, 1e6)
+        return int(np.argmin(cheb))
+
+    # -- state ------------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "proposed": sorted(self.proposed),
+            "fit_size": self.fit_size,
+            "fit_seed": self.fit_seed,
+        }
+
+    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
+        self.proposed = set(extra.get("proposed", []))
+        self._models = {}
+        self.fit_size = int(extra.get("fit_size", 0))
+        self.fit_seed = int(extra.get("fit_seed", 0))
+        if self.fit_size:
+            self._fit(self.fit_size, self.fit_seed)
