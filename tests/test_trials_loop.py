@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trials.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
-from trials.errors import InvalidTrial, TrainingDiverged
+from trials.errors import InvalidTrial, TrainingDiverged, TrialOutOfMemory, is_out_of_memory
 from trials.hparams import HParamsError, parse_hparams
 from trials.loop import TIMING_KEYS, TrialRun, train_to
 
@@ -166,3 +166,15 @@ def test_same_seed_same_result_other_seed_differs() -> None:
     a, b, c = one_epoch(1), one_epoch(1), one_epoch(2)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_model_too_big_for_memory_is_an_oom_outcome() -> None:
+    # A 2**34-channel head asks the allocator for ~0.5 TB: refused at once, nothing is used.
+    hp = hparams("mobilenet")
+    hp["space_options"] = {**TINY_OPTIONS["mobilenet"], "head_channels": 2**34}
+    with pytest.raises(TrialOutOfMemory, match="out of memory while building the model") as info:
+        TrialRun(hp)
+    assert info.value.kind == "oom"
+    assert isinstance(info.value, InvalidTrial)  # Determined: InvalidHP, like a bad arch
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))

@@ -29,8 +29,13 @@ class TrainingDiverged(TrialError):
     kind = "nan"
 
 
+# CUDA says "out of memory"; torch's CPU allocator "can't allocate memory" (errno 12).
+_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA/CPU allocator failures, which torch raises as several exception types."""
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    message = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(p in message for p in _OOM_PHRASES)

@@ -97,7 +97,8 @@ class TrialRun:
             self.space = get_space(hp.space, **hp.space_options)
             self.arch = self.space.validate(hp.arch)
             torch.manual_seed(derive_seed(hp.seed, INIT_STREAM))
-            model = self.space.build(self.arch, info.num_classes, info.input_shape)
+            with _out_of_memory_is_invalid("building the model"):
+                model = self.space.build(self.arch, info.num_classes, info.input_shape)
         except ArchitectureError as exc:
             raise InvalidTrial(f"architecture rejected by space {hp.space!r}: {exc}") from exc
         except TypeError as exc:  # unknown space option, e.g. {"C": 16, "X": 1}
