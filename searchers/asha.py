@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from searchers.objectives import Objectives
-from searchers.pareto import rank_and_crowding_order
+from searchers.pareto import top_k
 
 
 def rung_lengths(min_length: int, max_length: int, reduction_factor: int) -> list[int]:
@@ -47,34 +47,68 @@ def rung_lengths(min_length: int, max_length: int, reduction_factor: int) -> lis
 
 
 class _Rung:
-    """Results recorded at one rung: parallel lists for fast array building."""
+    """Results recorded at one rung, in growing numpy buffers (no per-event list->array)."""
 
-    def __init__(self) -> None:
-        self.trial_ids: list[int] = []
-        self.vectors: list[list[float]] = []  # minimisation objective vectors (MO)
-        self.scores: list[float] = []  # scalar score, higher better (SO)
-        self.violations: list[float] = []
+    def __init__(self, m: int) -> None:
+        self.m = m
+        self.n = 0
+        self._ids = np.zeros(16, dtype=np.int64)
+        self._vectors = np.zeros((16, m))  # minimisation objective vectors (MO)
+        self._scores = np.zeros(16)  # scalar score, higher better (SO)
+        self._violations = np.zeros(16)
         self.promoted: set[int] = set()
         self.index: dict[int, int] = {}
 
+    @property
+    def trial_ids(self) -> np.ndarray:
+        return self._ids[: self.n]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self._vectors[: self.n]
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self._scores[: self.n]
+
+    @property
+    def violations(self) -> np.ndarray:
+        return self._violations[: self.n]
+
+    def add(self, trial_id: int, vector: np.ndarray, score: float, violation: float) -> None:
+        if self.n == len(self._ids):
+            cap = 2 * len(self._ids)
+            self._ids = np.resize(self._ids, cap)
+            self._vectors = np.resize(self._vectors, (cap, self.m))
+            self._scores = np.resize(self._scores, cap)
+            self._violations = np.resize(self._violations, cap)
+        i = self.n
+        # Infinities become +-1e308 now, exactly as a JSON round trip stores them, so a
+        # restored rung and a never-stopped one compare identically.
+        self._ids[i] = trial_id
+        self._vectors[i] = np.clip(vector, -1e308, 1e308)
+        self._scores[i] = np.clip(score, -1e308, 1e308)
+        self._violations[i] = np.clip(violation, -1e308, 1e308)
+        self.index[trial_id] = i
+        self.n += 1
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "trial_ids": self.trial_ids,
-            "vectors": [[_nan_to_none(x) for x in v] for v in self.vectors],
-            "scores": [_nan_to_none(x) for x in self.scores],
-            "violations": [_nan_to_none(x) for x in self.violations],
+            "trial_ids": self.trial_ids.tolist(),
+            "vectors": [[_nan_to_none(x) for x in v] for v in self.vectors.tolist()],
+            "scores": [_nan_to_none(x) for x in self.scores.tolist()],
+            "violations": [_nan_to_none(x) for x in self.violations.tolist()],
             "promoted": sorted(self.promoted),
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> _Rung:
-        r = cls()
-        r.trial_ids = [int(t) for t in d["trial_ids"]]
-        r.vectors = [[_none_to_nan(x) for x in v] for v in d["vectors"]]
-        r.scores = [_none_to_nan(x) for x in d["scores"]]
-        r.violations = [_none_to_nan(x) for x in d["violations"]]
+    def from_json(cls, d: Mapping[str, Any], m: int) -> _Rung:
+        r = cls(m)
+        for t, v, s, c in zip(
+            d["trial_ids"], d["vectors"], d["scores"], d["violations"], strict=True
+        ):
+            r.add(int(t), np.array([_none_to_nan(x) for x in v]), _none_to_nan(s), _none_to_nan(c))
         r.promoted = {int(t) for t in d["promoted"]}
-        r.index = {t: i for i, t in enumerate(r.trial_ids)}
         return r
 
 
@@ -101,7 +135,7 @@ class ASHA:
         self.eta = reduction_factor
         self.objectives = objectives
         self.multi_objective = multi_objective
-        self.rungs = [_Rung() for _ in self.lengths]
+        self.rungs = [_Rung(len(objectives.objectives)) for _ in self.lengths]
 
     @property
     def max_length(self) -> int:
@@ -127,36 +161,33 @@ class ASHA:
         k = self.rung_of(length)
         rung = self.rungs[k]
         if trial_id not in rung.index:
-            rung.index[trial_id] = len(rung.trial_ids)
-            rung.trial_ids.append(trial_id)
-            rung.vectors.append([float(x) for x in self.objectives.vector(values)])
-            score = self.objectives.score(values)
-            rung.scores.append(score)
-            rung.violations.append(self.objectives.violation(values))
+            rung.add(
+                trial_id,
+                self.objectives.vector(values),
+                self.objectives.score(values),
+                self.objectives.violation(values),
+            )
         if k + 1 == len(self.lengths):
             return []
-        n_promote = len(rung.trial_ids) // self.eta
+        n_promote = rung.n // self.eta
         if n_promote == 0:
             return []
-        order = self._order(rung)
         promoted = []
-        for i in order[:n_promote]:
-            t = rung.trial_ids[i]
+        for i in self._top(rung, n_promote):
+            t = int(rung.trial_ids[i])
             if t not in rung.promoted:
                 rung.promoted.add(t)
                 promoted.append(t)
         return promoted
 
-    def _order(self, rung: _Rung) -> np.ndarray:
-        """Indices into the rung's lists, best first."""
-        viol = np.asarray(rung.violations, dtype=float)
+    def _top(self, rung: _Rung, k: int) -> np.ndarray:
+        """Indices into the rung's lists of its best ``k`` results."""
+        viol = rung.violations
         if self.multi_objective:
-            return rank_and_crowding_order(np.asarray(rung.vectors, dtype=float), viol)
-        scores = np.asarray(rung.scores, dtype=float)
-        scores = np.where(np.isnan(scores), -np.inf, scores)
+            return top_k(rung.vectors, viol, k)
+        scores = np.where(np.isnan(rung.scores), -np.inf, rung.scores)
         viol = np.where(np.isnan(viol), np.inf, viol)
-        ids = np.asarray(rung.trial_ids)
-        return np.lexsort((ids, -scores, viol))
+        return np.lexsort((rung.trial_ids, -scores, viol))[:k]
 
     def is_promoted(self, trial_id: int, length: int) -> bool:
         """Whether ``trial_id`` has been promoted out of the rung at ``length``."""
@@ -175,7 +206,8 @@ class ASHA:
         """Restore from ``state_dict`` output (the rung lengths must match)."""
         if list(state["lengths"]) != self.lengths:
             raise ValueError(f"state rungs {state['lengths']} differ from {self.lengths}")
-        self.rungs = [_Rung.from_json(r) for r in state["rungs"]]
+        m = len(self.objectives.objectives)
+        self.rungs = [_Rung.from_json(r, m) for r in state["rungs"]]
 
 
 __all__ = ["ASHA", "rung_lengths"]

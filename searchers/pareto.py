@@ -75,6 +75,32 @@ def crowding_distance(F: np.ndarray) -> np.ndarray:
     return dist
 
 
+def grouped_crowding_distance(F: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``crowding_distance`` within each group of rows (e.g. each front), vectorised."""
+    F = np.asarray(F, dtype=float)
+    groups = np.asarray(groups)
+    n, m = F.shape
+    dist = np.zeros(n)
+    if n == 0:
+        return dist
+    for j in range(m):
+        order = np.lexsort((F[:, j], groups))
+        g = groups[order]
+        f = F[order, j]
+        change = g[1:] != g[:-1]
+        first = np.concatenate([[True], change])
+        last = np.concatenate([change, [True]])
+        gid = np.cumsum(first) - 1
+        span = (f[last] - f[first])[gid]
+        prev = np.concatenate([[f[0]], f[:-1]])
+        nxt = np.concatenate([f[1:], [f[-1]]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            contrib = np.where(span > 0, (nxt - prev) / span, 0.0)
+        contrib[first | last] = math.inf
+        dist[order] += contrib
+    return dist
+
+
 def rank_and_crowding_order(F: np.ndarray, violation: np.ndarray | None = None) -> np.ndarray:
     """Indices of ``F`` best first: feasible rows by (rank, -crowding, index), then infeasible
     rows by total constraint violation, then rows with missing values.
@@ -90,15 +116,34 @@ def rank_and_crowding_order(F: np.ndarray, violation: np.ndarray | None = None) 
     feasible = finite & (viol == 0)
     idx_f = np.flatnonzero(feasible)
     ranks = pareto_ranks(F[idx_f]) if len(idx_f) else np.zeros(0, dtype=np.int64)
-    crowd = np.zeros(len(idx_f))
-    for r in np.unique(ranks):
-        members = np.flatnonzero(ranks == r)
-        crowd[members] = crowding_distance(F[idx_f[members]])
+    crowd = grouped_crowding_distance(F[idx_f], ranks)
     order_f = idx_f[np.lexsort((idx_f, -crowd, ranks))]
     idx_i = np.flatnonzero(finite & (viol != 0))
     order_i = idx_i[np.lexsort((idx_i, viol[idx_i]))]
     rest = np.flatnonzero(~finite)
     return np.concatenate([order_f, order_i, rest]).astype(np.int64)
+
+
+def top_k(F: np.ndarray, violation: np.ndarray, k: int) -> np.ndarray:
+    """The same set as ``rank_and_crowding_order(F, violation)[:k]``, computing crowding only
+    for the one front that the cut at ``k`` splits (cheap for large ``F``). Fronts above the
+    cut come in (rank, index) order, then the split front by crowding."""
+    F = np.asarray(F, dtype=float)
+    viol = np.asarray(violation, dtype=float)
+    finite = _finite_rows(F)
+    idx_f = np.flatnonzero(finite & (viol == 0))
+    if k >= len(idx_f):
+        return rank_and_crowding_order(F, viol)[:k]
+    ranks = moocore.pareto_rank(F[idx_f])
+    counts = np.bincount(ranks)
+    cum = np.cumsum(counts)
+    r_cut = int(np.searchsorted(cum, k))  # the front the cut falls in
+    above = idx_f[ranks < r_cut]
+    above = above[np.lexsort((above, ranks[ranks < r_cut]))]
+    members = idx_f[ranks == r_cut]
+    crowd = crowding_distance(F[members])
+    split = members[np.lexsort((members, -crowd))][: k - len(above)]
+    return np.concatenate([above, split]).astype(np.int64)
 
 
 def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
@@ -163,9 +208,11 @@ __all__ = [
     "crowding_distance",
     "dominates",
     "fill_reference",
+    "grouped_crowding_distance",
     "hypervolume",
     "nondominated_mask",
     "pareto_ranks",
     "rank_and_crowding_order",
     "reference_point",
+    "top_k",
 ]

@@ -99,3 +99,21 @@ def test_reference_point_rules():
     assert ref.tolist() == pytest.approx([0.0, 320.0])  # worst seen + 10% of the range
     obj = make_objectives([("latency_ms", "minimize")], reference_point={"latency_ms": 50})
     assert reference_point(obj).tolist() == [50.0]
+
+
+def test_vectorised_crowding_and_top_k_match_the_plain_versions():
+    from searchers.pareto import crowding_distance, grouped_crowding_distance, top_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = int(rng.integers(1, 60))
+        pts = rng.integers(0, 6, size=(n, 2)).astype(float)  # many ties and many fronts
+        viol = np.where(rng.random(n) < 0.2, rng.random(n), 0.0)
+        ranks = pareto_ranks(pts)
+        grouped = grouped_crowding_distance(pts, ranks)
+        for r in np.unique(ranks):
+            members = np.flatnonzero(ranks == r)
+            np.testing.assert_allclose(grouped[members], crowding_distance(pts[members]))
+        for k in (1, n // 3, n // 2, n):
+            expected = set(rank_and_crowding_order(pts, viol)[:k].tolist())
+            assert set(top_k(pts, viol, k).tolist()) == expected, (trial, k)

@@ -36,13 +36,18 @@ class NSGA2(Strategy):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.population: list[tuple[str, dict[str, float]]] = []
-        self._position: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._cache: list[tuple[np.ndarray, float]] = []  # (vector, violation) per member
 
     def _order(self) -> np.ndarray:
         """Population indices best first (crowded comparison with constraints)."""
-        F = np.array([self.objectives.vector(v) for _, v in self.population], dtype=float)
-        viol = np.array([self.objectives.violation(v) for _, v in self.population])
+        if len(self._cache) != len(self.population):  # derived; rebuilt after a load
+            self._cache = [self._key(v) for _, v in self.population]
+        F = np.array([f for f, _ in self._cache], dtype=float)
+        viol = np.array([c for _, c in self._cache])
         return rank_and_crowding_order(F, viol)
+
+    def _key(self, values: dict[str, float]) -> tuple[np.ndarray, float]:
+        return self.objectives.vector(values), self.objectives.violation(values)
 
     def _tournament(self, position: np.ndarray) -> int:
         a, b = self.rng.choice(len(self.population), size=2, replace=False)
@@ -65,14 +70,18 @@ class NSGA2(Strategy):
     def _observe(self, arch: str, values: dict[str, float] | None) -> None:
         if values is None:
             return
+        self._order()  # makes sure the cache matches the population
         self.population.append((arch, values))
+        self._cache.append(self._key(values))
         opts: NSGA2Options = self.options  # type: ignore[assignment]
         if len(self.population) > opts.population:
             worst = int(self._order()[-1])
             self.population.pop(worst)
+            self._cache.pop(worst)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"population": [[a, v] for a, v in self.population]}
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
         self.population = [(str(a), dict(v)) for a, v in extra.get("population", [])]
+        self._cache = [self._key(v) for _, v in self.population]

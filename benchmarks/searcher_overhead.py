@@ -1,0 +1,160 @@
+"""Search-method overhead: decision time per event and state size, with a fake objective.
+
+Drives ``searchers.method.SearchMethod`` in-process (no training: a deterministic function of
+the architecture's encoding stands in for the trial) and times every event handler call.
+Reports median / p90 / p99 / max milliseconds per event, the state's JSON size, and the time
+to save (``state_dict`` + ``json.dumps``) and restore (``json.loads`` + ``from_state``).
+
+    python benchmarks/searcher_overhead.py                       # 1,000 and 10,000 trials
+    python benchmarks/searcher_overhead.py --trials 1000 --strategy random --json out.json
+
+Targets (issue 5): median under 5 ms per event at 10,000 trials, state under 20 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from searchers.config import parse_config
+from searchers.method import SearchMethod
+from searchers.operations import Close, Create, ValidateAfter
+
+
+def fake_objective(space: Any, seed: int = 0):
+    """A deterministic (arch, length) -> metrics function from random per-choice weights."""
+    rng = np.random.default_rng(seed)
+    dim = len(space.encode(space.sample(np.random.default_rng(0)), "onehot"))
+    w_acc, w_lat = rng.random(dim), rng.random(dim)
+    acc_max = float(w_acc.sum())
+
+    def metrics(arch: str, length: int) -> dict[str, Any]:
+        e = space.encode(arch, "onehot")
+        acc = (0.2 + 0.7 * float(e @ w_acc) / acc_max * 4) * (1 - 0.5**length)
+        return {
+            "validation_accuracy": min(acc, 1.0),
+            "validation_loss": 1.0 - min(acc, 1.0),
+            "latency_ms": 1.0 + float(e @ w_lat),
+            "epochs": length,
+            "params": 1000 + int(1e4 * float(e @ w_lat)),
+        }
+
+    return metrics
+
+
+def make_config(trials: int, strategy: str, space: str, concurrency: int, seed: int):
+    options = {"population": 50} if strategy in ("nsga2", "evolution") else {}
+    raw = {
+        "name": "overhead",
+        "seed": seed,
+        "space": {"name": space, "options": {"C": 8, "N": 1} if space == "nb201" else {}},
+        "objectives": [
+            {"metric": "validation_accuracy", "goal": "maximize"},
+            {"metric": "latency_ms", "goal": "minimize"},
+        ],
+        "constraints": ["latency_ms <= 40"],
+        "strategy": {"name": strategy, "options": options},
+        "early_stopping": {
+            "name": "mo-asha",
+            "min_length": 1,
+            "max_length": 9,
+            "reduction_factor": 3,
+        },
+        "budget": {"max_trials": trials, "max_concurrent": concurrency},
+        "reference_point": {"validation_accuracy": 0.0, "latency_ms": 60.0},
+    }
+    if strategy == "evolution":
+        raw["scalarization"] = {"kind": "mnasnet", "target": 20.0}
+    return parse_config(raw)
+
+
+def run(trials: int, strategy: str, space_name: str, concurrency: int, seed: int) -> dict:
+    cfg = make_config(trials, strategy, space_name, concurrency, seed)
+    method = SearchMethod(cfg)
+    objective = fake_objective(method.space, seed)
+    arch: dict[int, str] = {}
+    times: list[float] = []
+    queue: deque = deque()
+
+    def timed(fn, *args):
+        t0 = time.perf_counter()
+        ops = fn(*args)
+        times.append(time.perf_counter() - t0)
+        queue.extend(ops)
+
+    timed(method.initial_operations)
+    started = time.perf_counter()
+    while queue:
+        op = queue.popleft()
+        if isinstance(op, Create):
+            arch[op.trial_id] = op.hparams["arch"]
+            timed(method.on_trial_created, op.trial_id)
+        elif isinstance(op, ValidateAfter):
+            metrics = objective(arch[op.trial_id], op.length)
+            timed(method.on_validation_completed, op.trial_id, metrics, op.length)
+        elif isinstance(op, Close):
+            timed(method.on_trial_closed, op.trial_id)
+    wall = time.perf_counter() - started
+
+    t0 = time.perf_counter()
+    text = json.dumps(method.state_dict(), allow_nan=False)
+    save_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    SearchMethod.from_state(json.loads(text))
+    load_s = time.perf_counter() - t0
+
+    ms = np.array(times) * 1e3
+    return {
+        "trials": len(method.trials),
+        "strategy": strategy,
+        "space": space_name,
+        "concurrency": concurrency,
+        "events": len(times),
+        "validations": method.validations,
+        "front_size": len(method.front),
+        "event_ms_median": float(np.median(ms)),
+        "event_ms_p90": float(np.percentile(ms, 90)),
+        "event_ms_p99": float(np.percentile(ms, 99)),
+        "event_ms_max": float(ms.max()),
+        "loop_wall_s": wall,
+        "state_bytes": len(text.encode()),
+        "state_save_s": save_s,
+        "state_load_s": load_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--strategy", default="nsga2")
+    parser.add_argument("--space", default="mobilenet", help="nb201 has only 6,466 unique cells")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+
+    results = []
+    for n in args.trials:
+        r = run(n, args.strategy, args.space, args.concurrency, args.seed)
+        results.append(r)
+        print(
+            f"{r['trials']:>6} trials ({r['strategy']}, {r['space']}, {r['events']} events): "
+            f"event median {r['event_ms_median']:.3f} ms, p90 {r['event_ms_p90']:.3f} ms, "
+            f"p99 {r['event_ms_p99']:.3f} ms, max {r['event_ms_max']:.1f} ms; "
+            f"state {r['state_bytes'] / 1e6:.2f} MB (save {r['state_save_s']:.2f} s, "
+            f"load {r['state_load_s']:.2f} s); loop {r['loop_wall_s']:.1f} s",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
