@@ -203,6 +203,36 @@ class SearchMethod:
         self._end_early(trial_id, status, message)
         return [] if self.shut_down else self._fill()
 
+    def warm_start(self, records: list[Mapping[str, Any]]) -> dict[str, int]:
+        """Seed a fresh search with earlier results ``{"arch", "metrics", "space"?}``.
+
+        Each new architecture is told to the strategy (its population / model starts from
+        it) and marked as seen by the dedupe filter (it never trains again). Records of
+        another space or with an invalid arch are skipped. Returns counts ``told``,
+        ``duplicate``, ``other_space``, ``invalid``. Call before ``initial_operations``.
+        """
+        from spaces.base import ArchitectureError
+
+        counts = {"told": 0, "duplicate": 0, "other_space": 0, "invalid": 0}
+        for rec in records:
+            if rec.get("space") not in (None, self.space.name):
+                counts["other_space"] += 1
+                continue
+            try:
+                arch = self.space.validate(str(rec["arch"]))
+            except (ArchitectureError, KeyError):
+                counts["invalid"] += 1
+                continue
+            key = self.space.canonical_key(arch)
+            if key in self.filter.seen:
+                counts["duplicate"] += 1
+                continue
+            self.filter.seen.add(key)
+            metrics = rec.get("metrics")
+            self.strategy.tell(arch, dict(metrics) if metrics else None)
+            counts["told"] += 1
+        return counts
+
     def progress(self) -> float:
         """Fraction of the trial budget whose outcome is settled (1.0 once shut down)."""
         if self.shut_down:

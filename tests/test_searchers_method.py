@@ -334,3 +334,35 @@ def test_stale_and_unknown_events_are_ignored():
         == []
     )  # not the length asked for
     assert method.trials[tid]["results"] == {}
+
+
+def test_warm_start_tells_the_strategy_and_blocks_retraining():
+    earlier = run(
+        SearchMethod(make_config(budget={"max_trials": 6, "max_concurrent": 2})), Engine()
+    )
+    records = [
+        {"arch": r["arch"], "metrics": r["metrics"], "space": "nb201"} for r in earlier.records()
+    ]
+    records += [{"arch": "|bogus~0|", "metrics": {}}, {"arch": "x", "space": "mobilenet"}]
+    method = SearchMethod(make_config(seed=3, budget={"max_trials": 10, "max_concurrent": 2}))
+    counts = method.warm_start(records + records[:1])
+    assert counts == {"told": 6, "duplicate": 1, "other_space": 1, "invalid": 1}
+    assert len(method.strategy.history) == 6
+    engine = Engine()
+    run(method, engine)
+    old = {r["key"] for r in earlier.records()}
+    assert not old & {SPACE.canonical_key(engine.arch[t]) for t in engine.created}
+
+
+def test_state_file_is_written_atomically(tmp_path):
+    from searchers.state import read_json, write_json_atomic
+
+    path = tmp_path / "state.json"
+    method = run(SearchMethod(make_config(budget={"max_trials": 4, "max_concurrent": 2})), Engine())
+    write_json_atomic(path, method.state_dict())
+    restored = SearchMethod.from_state(read_json(path))
+    assert restored.state_dict() == method.state_dict()
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"bad": float("nan")})  # strict JSON: refused...
+    assert read_json(path) == method.state_dict()  # ...and the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left
