@@ -27,6 +27,15 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models: one thread is faster than two on a shared 2-core machine; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def space() -> MobileNetSpace:
     return get_space("mobilenet")
@@ -189,7 +198,10 @@ def test_every_option_value_trains(field: str, value: int) -> None:
 def test_builds_at_224_and_other_shapes() -> None:
     space = get_space("mobilenet", **TINY)
     arch = space.format([(2, 7, 6, 1.25, 1), (1, 5, 3, 0.75, 0), (2, 3, 4, 1.0, 1)])
-    _train_step(space.build(arch, num_classes=3, input_shape=(3, 224, 224)), (3, 224, 224), 3)
+    # Together the two architectures use every option value at 224x224.
+    deep = space.format([(3, 3, 3, 1.0, 0), (4, 7, 4, 1.0, 1), (1, 5, 6, 1.0, 0)])
+    for a in (arch, deep):
+        _train_step(space.build(a, num_classes=3, input_shape=(3, 224, 224)), (3, 224, 224), 3)
     _train_step(space.build(arch, num_classes=1000, input_shape=(1, 8, 8)), (1, 8, 8), 1000)
     _train_step(space.build(arch, num_classes=2, input_shape=(3, 33, 17)), (3, 33, 17), 2)
 

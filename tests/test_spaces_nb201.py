@@ -18,6 +18,15 @@ ARCH = (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models: one thread is faster than two on a shared 2-core machine; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def space() -> NB201Space:
     return get_space("nb201", C=16, N=5)
