@@ -2,15 +2,17 @@
 
 The legacy TorchScript exporter (``dynamo=False``) is the default: ~0.2 s per small candidate
 against ~1.8 s for the dynamo exporter, with the same numerics (DESIGN.md). The model is written
-as one self-contained file unless ``external_data=True`` (or it exceeds protobuf's 2 GiB limit,
-which is reported as an error rather than silently splitting the file).
+as one self-contained file unless ``external_data=True`` (a model over protobuf's 2 GiB limit
+needs ``external_data=True``; turning an external-data export into one file above it is an error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,21 @@ def _export_error(label: str, exc: BaseException) -> ExportError:
     op = _failed_op(str(exc))
     where = f" (operator {op})" if op else ""
     return ExportError(f"could not export {label} to ONNX{where}: {type(exc).__name__}: {message}")
+
+
+@contextlib.contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Run torch on one thread, then restore the caller's setting.
+
+    Export traces tiny batch-1 graphs: a second intra-op thread gains nothing, and on a loaded
+    machine its spin-waiting cost ~6x the CPU time (measured: export 2.0 s vs 0.33 s CPU).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _run_export(model, example, path, *, opset, dynamic_batch, dynamo, external_data) -> None:
@@ -158,7 +175,7 @@ def export_onnx(
     example = torch.randn((batch, *input_shape), generator=generator)
     start = time.perf_counter()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _single_torch_thread():
             _run_export(
                 model,
                 example,
@@ -168,7 +185,8 @@ def export_onnx(
                 dynamo=dynamo,
                 external_data=external_data,
             )
-        _settle_external_data(path, external_data)
+        if external_data or path.with_name(path.name + ".data").exists():
+            _settle_external_data(path, external_data)
     except ExportError:
         raise
     except ModuleNotFoundError as exc:
@@ -189,7 +207,7 @@ def export_onnx(
             raise ExportError(f"onnx.checker rejected the export of {label}: {exc}") from exc
         model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _single_torch_thread():
                 expected = model(example).numpy()
         finally:
             model.train(was_training)

@@ -115,6 +115,7 @@ def measure_architecture(
     compile: bool = False,
     cuda_graph: bool = False,
     engine_cache_dir: str | None = None,
+    clock: str = "auto",
     worker: OnnxWorker | None = None,
     isolate: bool = True,
 ) -> LatencyResult:
@@ -122,6 +123,8 @@ def measure_architecture(
 
     ``space`` is a ``SearchSpace`` or a registered name (then ``space_options`` apply).
     ``model`` measures an already built module (e.g. the trained one) instead of a fresh build.
+    ``clock``: CPU backends time with the thread's CPU time on one thread (``auto``), see
+    ``Backend.clock``; ``"wall"`` forces the host clock.
     ``worker`` reuses a running ``OnnxWorker`` (profiling many architectures); ``isolate=False``
     times ONNX backends in this process (only for processes that do no torch compute).
     """
@@ -134,12 +137,15 @@ def measure_architecture(
         compile=compile,
         cuda_graph=cuda_graph,
         cache_dir=engine_cache_dir,
+        clock=clock,
     )
     if precision is not None:
         options.precision = precision
     target = get_backend(backend, options)
     precision = target.options.precision
-    extra = {"compile": compile, "cuda_graph": cuda_graph} if target.artefact == "torch" else {}
+    extra = {"clock": target.clock()}
+    if target.artefact == "torch":
+        extra.update(compile=compile, cuda_graph=cuda_graph)
     fields = target_fields(
         space,
         arch,
@@ -159,8 +165,10 @@ def measure_architecture(
             if hit is not None:
                 return LatencyResult.from_dict(hit, cached=True)
         target.check_available()  # fail before spending time on export
+        build_start = time.perf_counter()
         if model is None:
             model = build_model(space, arch, num_classes, input_shape)
+        build_s = time.perf_counter() - build_start
         common = {
             "space": space.name,
             "arch": arch,
@@ -175,6 +183,7 @@ def measure_architecture(
             result = _measure_torch(target, model, common, timing, start)
         else:
             result = _measure_onnx(target, model, common, timing, worker, isolate, start)
+        result.info["build_s"] = build_s
         if cache is not None:
             cache.put(key, fields, result.to_dict())
         return result
@@ -227,6 +236,7 @@ def _measure_onnx(target, model, common, timing, worker, isolate, start) -> Late
                 "precision": target.options.precision,
                 "device_index": target.options.device_index,
                 "cache_dir": target.options.cache_dir,
+                "clock": target.options.clock,
             },
             "timing": (timing or TimingConfig()).to_dict(),
         }
@@ -253,5 +263,5 @@ def _measure_onnx(target, model, common, timing, worker, isolate, start) -> Late
         versions=reply["versions"],
         export=export,
         overhead_s=time.perf_counter() - start,
-        info={**reply["info"], "load_s": reply["load_s"]},
+        info={**reply["info"], "load_s": reply["load_s"], "timing_s": reply["timing_s"]},
     )

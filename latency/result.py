@@ -49,6 +49,7 @@ class LatencyResult:
             "latency_precision": self.precision,
             "latency_batch": self.batch,
             "latency_device": device,
+            "latency_clock": self.info.get("clock", "wall"),
             "latency_cached": self.cached,
         }
 
@@ -85,6 +86,8 @@ class LatencyResult:
             "runs": self.stats.runs,
             "attempts": self.stats.attempts,
             "unstable": self.stats.unstable,
+            "clock": self.info.get("clock", "wall"),
+            "host_median_ms": self.stats.host_median_ms,
             "device": self.device,
             "versions": self.versions,
             "export": self.export,

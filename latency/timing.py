@@ -70,6 +70,9 @@ class TimingStats:
     attempts: int
     unstable: bool
     cv_threshold: float
+    #: Median host wall-clock per call; differs from ``median_ms`` when the callable reports
+    #: its own time (CUDA events, thread CPU time).
+    host_median_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,10 +83,15 @@ class TimingStats:
 
 
 def summarise(
-    samples_s: list[float] | np.ndarray, *, attempts: int = 1, cv_threshold: float = 0.05
+    samples_s: list[float] | np.ndarray,
+    *,
+    attempts: int = 1,
+    cv_threshold: float = 0.05,
+    host_samples_s: list[float] | np.ndarray | None = None,
 ) -> TimingStats:
     """Statistics of per-call durations given in seconds."""
     ms = np.asarray(samples_s, dtype=np.float64) * 1e3
+    host = samples_s if host_samples_s is None else host_samples_s
     if ms.size < 2:
         raise ValueError(f"need at least 2 timed runs to summarise, got {ms.size}")
     mean = float(ms.mean())
@@ -102,28 +110,35 @@ def summarise(
         attempts=attempts,
         unstable=cv > cv_threshold,
         cv_threshold=cv_threshold,
+        host_median_ms=float(np.median(np.asarray(host, dtype=np.float64) * 1e3)),
     )
 
 
-def _call(fn: TimedCall, clock: Callable[[], float]) -> float:
+def _call(fn: TimedCall, clock: Callable[[], float]) -> tuple[float, float]:
+    """(the call's duration: reported if any, else host; the host duration)."""
     start = clock()
     reported = fn()
     elapsed = clock() - start
-    return float(reported) if reported is not None else elapsed
+    return (float(reported) if reported is not None else elapsed), elapsed
 
 
-def _timed_phase(fn: TimedCall, config: TimingConfig, clock: Callable[[], float]) -> list[float]:
+def _timed_phase(
+    fn: TimedCall, config: TimingConfig, clock: Callable[[], float]
+) -> tuple[list[float], list[float]]:
     samples: list[float] = []
+    host: list[float] = []
     start = clock()
     while True:
-        samples.append(_call(fn, clock))
+        sample, host_sample = _call(fn, clock)
+        samples.append(sample)
+        host.append(host_sample)
         elapsed = clock() - start
         enough = len(samples) >= config.min_runs and elapsed >= config.min_duration_s
         capped = len(samples) >= config.max_runs or (
             elapsed >= config.max_duration_s and len(samples) >= 2
         )
         if enough or capped:
-            return samples
+            return samples, host
 
 
 def time_callable(
@@ -140,8 +155,9 @@ def time_callable(
         _call(fn, clock)
     best: TimingStats | None = None
     for attempt in range(1, config.max_attempts + 1):
+        samples, host = _timed_phase(fn, config, clock)
         stats = summarise(
-            _timed_phase(fn, config, clock), attempts=attempt, cv_threshold=config.cv_threshold
+            samples, attempts=attempt, cv_threshold=config.cv_threshold, host_samples_s=host
         )
         if best is None or stats.cv < best.cv:
             best = stats

@@ -43,6 +43,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             stats = time_callable(loaded.run, TimingConfig.from_dict(request.get("timing", {})))
         finally:
             loaded.close()
+        timing_s = time.perf_counter() - start - load_s
         return {
             "ok": True,
             "stats": stats.to_dict(),
@@ -52,6 +53,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             "versions": backend.versions(),
             "info": loaded.info,
             "load_s": load_s,
+            "timing_s": timing_s,
         }
     except BackendUnavailableError as exc:
         return {"ok": False, "kind": "unavailable", "message": str(exc)}

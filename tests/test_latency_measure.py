@@ -178,3 +178,18 @@ def test_cli_bad_architecture_is_one_clear_error(capsys):
     assert main(["measure", "--space", "nb201", "--arch", "|oops~0|"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "|oops~0|" in err
+
+
+def test_cpu_clock_is_thread_cpu_on_one_thread_and_wall_on_request(worker):
+    space = get_space("nb201", C=4, N=1)
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
+    kwargs = {"input_shape": (3, 16, 16), "timing": QUICK, "worker": worker}
+    auto = measure_architecture(space, arch, **kwargs)
+    assert auto.to_metrics()["latency_clock"] == "thread_cpu"
+    # CPU time of the inference cannot exceed the wall time around it (tiny slack for clocks).
+    assert auto.stats.median_ms <= auto.stats.host_median_ms * 1.05
+    wall = measure_architecture(space, arch, clock="wall", **kwargs)
+    assert wall.to_metrics()["latency_clock"] == "wall"
+    assert wall.stats.median_ms == wall.stats.host_median_ms
+    with pytest.raises(ValueError, match="needs threads=1"):
+        measure_architecture(space, arch, clock="thread_cpu", threads=2, **kwargs)

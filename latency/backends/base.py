@@ -9,6 +9,7 @@ own lazily so a CPU-only machine never touches CUDA, TensorRT or NVML.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ class BackendOptions:
     cuda_graph: bool = False
     device_index: int = 0
     cache_dir: str | None = None  # TensorRT engine / timing caches
+    clock: str = "auto"  # CPU backends: "wall", "thread_cpu", or "auto" (see Backend.clock)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,6 +52,8 @@ class Backend(ABC):
     device_kind: str = "cpu"
     #: Precisions this backend accepts; the first is the default.
     precisions: tuple[str, ...] = ("fp32",)
+    #: How a GPU backend times a call (its callable reports device time or not).
+    gpu_clock: str = "cuda_events"
 
     def __init__(self, options: BackendOptions | None = None) -> None:
         self.options = options or BackendOptions()
@@ -60,6 +64,38 @@ class Backend(ABC):
                 f"backend {self.name!r} does not support precision "
                 f"{self.options.precision!r}; choose one of {', '.join(self.precisions)}"
             )
+
+    def clock(self) -> str:
+        """The clock behind the figure: ``"thread_cpu"``, ``"wall"`` or ``"cuda_events"``.
+
+        CPU backends on one thread default (``auto``) to the calling thread's CPU time: the
+        inference runs inline on that thread, so its CPU time is its latency minus the time the
+        OS ran other processes instead. On a shared machine that removes preemption noise
+        (the wall clock is still recorded as ``host_median_ms``). More threads: wall clock.
+        """
+        if self.device_kind == "gpu":
+            return self.gpu_clock
+        clock, threads = self.options.clock, int(self.options.threads)
+        if clock == "auto":
+            return "thread_cpu" if threads == 1 else "wall"
+        if clock not in ("wall", "thread_cpu"):
+            raise ValueError(f"unknown clock {clock!r}; choose auto, wall or thread_cpu")
+        if clock == "thread_cpu" and threads != 1:
+            raise ValueError(f"clock 'thread_cpu' needs threads=1 (got {threads}): use 'wall'")
+        return clock
+
+    def timed(self, run: Callable[[], Any]) -> TimedCall:
+        """``run`` as a timing-protocol callable under this backend's CPU clock."""
+        if self.clock() != "thread_cpu":
+            return lambda: (run(), None)[1]
+        thread_time = time.thread_time
+
+        def once() -> float:
+            start = thread_time()
+            run()
+            return thread_time() - start
+
+        return once
 
     @abstractmethod
     def check_available(self) -> None:

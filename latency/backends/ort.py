@@ -118,11 +118,8 @@ class _OrtBackend(Backend):
         session = self.create_session(Path(artefact))
         feed = {session.get_inputs()[0].name: _input_array(batch, input_shape)}
         run = session.run
-
-        def once() -> None:
-            run(None, feed)
-
-        return Loaded(run=once, info={"providers": session.get_providers()})
+        once = self.timed(lambda: run(None, feed))
+        return Loaded(run=once, info={"providers": session.get_providers(), "clock": self.clock()})
 
 
 class OrtCpuBackend(_OrtBackend):
@@ -138,6 +135,7 @@ class OrtCudaBackend(_OrtBackend):
 
     name = "ort-cuda"
     device_kind = "gpu"
+    gpu_clock = "wall"  # host clock around run + synchronize (IO binding keeps copies out)
     providers = ("CUDAExecutionProvider",)
 
     def provider_list(self) -> list[Any]:
@@ -158,7 +156,7 @@ class OrtCudaBackend(_OrtBackend):
             session.run_with_iobinding(binding)
             binding.synchronize_outputs()
 
-        return Loaded(run=once, info={"providers": session.get_providers()})
+        return Loaded(run=once, info={"providers": session.get_providers(), "clock": "wall"})
 
 
 class OrtTensorrtBackend(OrtCudaBackend):

@@ -195,4 +195,9 @@ class TensorrtBackend(Backend):
             end.synchronize()
             return start.elapsed_time(end) / 1e3
 
-        return Loaded(run=once, info={"buffers": len(buffers), "precision": self.options.precision})
+        info = {
+            "buffers": len(buffers),
+            "precision": self.options.precision,
+            "clock": "cuda_events",
+        }
+        return Loaded(run=once, info=info)

@@ -39,14 +39,15 @@ class TorchCpuBackend(Backend):
         previous = torch.get_num_threads()
         torch.set_num_threads(int(self.options.threads))
 
-        def once() -> None:
+        def forward() -> None:
             with torch.inference_mode():
                 model(x)
 
         def close() -> None:
             torch.set_num_threads(previous)
 
-        return Loaded(run=once, close=close, info={"compiled": self.options.compile})
+        info = {"compiled": self.options.compile, "clock": self.clock()}
+        return Loaded(run=self.timed(forward), close=close, info=info)
 
 
 class TorchCudaBackend(Backend):
@@ -102,7 +103,11 @@ class TorchCudaBackend(Backend):
             end.synchronize()
             return start.elapsed_time(end) / 1e3  # ms -> s: device time only
 
-        info = {"compiled": self.options.compile, "cuda_graph": self.options.cuda_graph}
+        info = {
+            "compiled": self.options.compile,
+            "cuda_graph": self.options.cuda_graph,
+            "clock": "cuda_events",
+        }
         return Loaded(run=once, info=info)
 
     @staticmethod
