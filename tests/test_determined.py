@@ -341,10 +341,12 @@ def test_checkpoints_hold_json_state_and_the_report_and_metrics_chart_the_search
 ) -> None:
     config = search_config(budget={"max_trials": 5, "max_concurrent": 2})
     master = SimulatedMaster(FakeTrials(), seed=3)
-    runner = make_runner(
-        master, config, core_context, reporter=SearchReporter(config.to_objectives())
-    )
+    reporter = CountingReporter(config.to_objectives())
+    runner = make_runner(master, config, core_context, reporter=reporter)
     runner.run_simulated()
+    # The files are drawn at the start and when the search shuts down (the default interval
+    # of 30 s is longer than this search); the metrics follow every result.
+    assert reporter.writes == 2
 
     with core_context.checkpoint.restore_path(runner.last_storage_id) as path:
         names = {p.name for p in Path(path).iterdir()}
@@ -358,6 +360,7 @@ def test_checkpoints_hold_json_state_and_the_report_and_metrics_chart_the_search
         report = Path(path) / REPORT_DIR
         assert {"pareto.json", "trials.csv", "pareto.png"} <= {p.name for p in report.iterdir()}
         pareto = json.loads((report / "pareto.json").read_text())
+        assert pareto["n_trials"] == 5  # the final results, not the first drawing
         assert pareto["front"] and all(m["metrics"]["latency_ms"] <= 5.5 for m in pareto["front"])
 
     reported = core_context.train.validation
@@ -370,6 +373,27 @@ def test_checkpoints_hold_json_state_and_the_report_and_metrics_chart_the_search
     assert 0 < last["best_feasible_accuracy"] <= 1
     done = [m["trials_done"] for _, m in reported]
     assert done == sorted(done)
+
+
+class CountingReporter(SearchReporter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes = 0
+
+    def write(self, method: Any, directory: Path) -> None:
+        self.writes += 1
+        super().write(method, directory)
+
+
+def test_report_files_are_redrawn_when_due(core_context: Any) -> None:
+    config = search_config(budget={"max_trials": 2, "max_concurrent": 1})
+    reporter = CountingReporter(config.to_objectives())
+    runner = make_runner(
+        SimulatedMaster(FakeTrials()), config, core_context, reporter=reporter, report_interval_s=0
+    )
+    runner.run_simulated()
+    distinct = {json.dumps(m, sort_keys=True) for _, m in core_context.train.validation}
+    assert reporter.writes >= len(distinct) > 2
 
 
 def test_a_bare_number_from_report_completed_fails_that_trial_only(core_context: Any) -> None:

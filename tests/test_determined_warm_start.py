@@ -40,7 +40,7 @@ def earlier_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     adapter = HwnasSearchMethod(SearchMethod(config))
     runner = SimulatedSearchRunner(SimulatedMaster(FakeTrials(), seed=9), adapter, ctx)
     runner.run_simulated()
-    SearchReporter(config.to_objectives())(adapter.method, out / "report")
+    SearchReporter(config.to_objectives()).write(adapter.method, out / "report")
     with ctx.checkpoint.restore_path(runner.last_storage_id) as path:
         checkpoint = Path(path)
     records = adapter.method.records()

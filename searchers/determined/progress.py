@@ -41,16 +41,17 @@ def search_metrics(
 
 
 class SearchReporter:
-    """The runner's ``reporter``: writes the report for a method's records, returns metrics."""
+    """The runner's ``reporter``: the report files and the metrics for a method's records."""
 
     def __init__(self, objectives: Objectives, meta: Mapping[str, Any] | None = None) -> None:
         self.objectives = objectives
         self.meta = {"runner": "determined", **dict(meta or {})}
 
-    def __call__(self, method: Any, directory: Path) -> dict[str, float]:
-        records = method.records()
-        report.write_report(records, directory, self.objectives, meta=self.meta)
-        return search_metrics(records, self.objectives)
+    def metrics(self, method: Any) -> dict[str, float]:
+        return search_metrics(method.records(), self.objectives)
+
+    def write(self, method: Any, directory: Path) -> None:
+        report.write_report(method.records(), directory, self.objectives, meta=self.meta)
 
 
 __all__ = ["FINISHED", "SearchReporter", "search_metrics"]

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pathlib
 import shutil
 import tempfile
+import time
 import uuid
 import warnings
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import determined as det
 from determined import searcher as det_searcher
@@ -35,8 +36,15 @@ logger = logging.getLogger("hwnas.determined")
 OPS_FILE = "ops.json"
 REPORT_DIR = "report"
 
-#: Writes the search report for ``method`` into a directory; returns the metrics to chart.
-Reporter = Callable[[Any, pathlib.Path], dict[str, float]]
+
+class Reporter(Protocol):
+    """What the runner needs to show a search (``progress.SearchReporter`` implements it)."""
+
+    def metrics(self, method: Any) -> dict[str, float]:
+        """The numbers to chart for the method's current results (cheap)."""
+
+    def write(self, method: Any, directory: pathlib.Path) -> None:
+        """Write the report files (JSON, CSV, plots) into ``directory`` (slower: plots)."""
 
 
 # -- Determined operations <-> JSON (for the pending-operations file) ----------------------
@@ -84,6 +92,7 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
         *,
         latest_checkpoint: str | None = None,
         reporter: Reporter | None = None,
+        report_interval_s: float = 30.0,
     ) -> None:
         # RemoteSearchRunner.__init__ only asserts it is on-cluster and reads
         # ``det.get_cluster_info().latest_checkpoint``; take that value as an argument instead
@@ -96,8 +105,14 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
         self.reporter = reporter
         self.last_metrics: dict[str, float] | None = None
         self.last_storage_id: str | None = None
+        #: Redraw the report files at most this often (plots cost ~0.3 s); the metrics are
+        #: always current, and the files are rewritten when the search shuts down.
+        self.report_interval_s = report_interval_s
         self._report_cache: pathlib.Path | None = None
         self._report_key: Any = None
+        self._report_time = -math.inf
+        self._metrics_key: Any = None
+        self._metrics: dict[str, float] = {}
 
     @classmethod
     def from_cluster(
@@ -131,6 +146,15 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
             exited.exitedReason = bindings.v1TrialExitedEarlyExitedReason.USER_REQUESTED_STOP
         return super()._get_operations(event)
 
+    def run_experiment(self, *args: Any, **kwargs: Any) -> None:
+        """Determined's event loop; afterwards the report cache (a temp dir) is removed."""
+        try:
+            super().run_experiment(*args, **kwargs)
+        finally:
+            if self._report_cache is not None:
+                shutil.rmtree(self._report_cache, ignore_errors=True)
+                self._report_cache, self._report_key = None, None
+
     # -- checkpoints ----------------------------------------------------------------------
     def save_state(self, experiment_id: int, operations: list[det_searcher.Operation]) -> None:
         steps_completed = self.state.last_event_id
@@ -140,7 +164,8 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
             self.search_method.save(self.state, path, experiment_id=experiment_id)
             with open(path / OPS_FILE, "w", encoding="utf-8") as fh:
                 json.dump([det_operation_to_json(op) for op in operations], fh)
-            metrics = self._write_report(path / REPORT_DIR)
+            final = any(isinstance(op, det_searcher.Shutdown) for op in operations)
+            metrics = self._write_report(path / REPORT_DIR, final=final)
         self.last_storage_id = storage_id
         if metrics is not None and metrics != self.last_metrics:
             self.context.train.report_validation_metrics(
@@ -163,21 +188,23 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
                 ) from exc
         return experiment_id, operations
 
-    def _write_report(self, directory: pathlib.Path) -> dict[str, float] | None:
-        """Copy the (cached) report into ``directory``; regenerate only when results changed."""
+    def _write_report(self, directory: pathlib.Path, *, final: bool) -> dict[str, float] | None:
+        """Copy the cached report into ``directory``, redrawing it when results changed (at
+        most every ``report_interval_s``, always on ``final``); the current metrics."""
         if self.reporter is None:
             return None
         method = self.search_method.method
         key = _results_key(method)
-        if self._report_cache is None or key != self._report_key:
-            cache = pathlib.Path(tempfile.mkdtemp(prefix="hwnas-report-"))
-            if self._report_cache is not None:
-                shutil.rmtree(self._report_cache, ignore_errors=True)
-            metrics = self.reporter(method, cache)
-            (cache / "summary.json").write_text(json.dumps(metrics, sort_keys=True))
-            self._report_cache, self._report_key = cache, key
+        if key != self._metrics_key:
+            self._metrics, self._metrics_key = self.reporter.metrics(method), key
+        due = time.monotonic() - self._report_time >= self.report_interval_s
+        if self._report_cache is None or (key != self._report_key and (due or final)):
+            if self._report_cache is None:
+                self._report_cache = pathlib.Path(tempfile.mkdtemp(prefix="hwnas-report-"))
+            self.reporter.write(method, self._report_cache)
+            self._report_key, self._report_time = key, time.monotonic()
         shutil.copytree(self._report_cache, directory)
-        return json.loads((self._report_cache / "summary.json").read_text())
+        return dict(self._metrics)
 
 
 def _results_key(method: Any) -> Any:
