@@ -122,6 +122,10 @@ class BudgetConfig(_Model):
     max_concurrent: int = Field(2, ge=1)
     #: Consecutive proposals the filters may reject before the search ends (no spinning).
     max_consecutive_rejections: int = Field(1000, ge=1)
+    #: Trials failing in a row (errored or invalid, no success between) that end the search
+    #: with ``Shutdown(failure=True)``: a broken environment should not burn the budget.
+    #: ``null`` never gives up.
+    max_consecutive_failures: int | None = Field(20, ge=1)
 
 
 class RunnerConfig(_Model):

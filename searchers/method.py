@@ -11,7 +11,9 @@ carries out the operations they return. The method
 * files every result (per-trial metrics by length, status), keeps the Pareto front and a
   hypervolume history (one entry after each completed validation);
 * ends with Close for every paused trial and Shutdown when nothing is running and no new trial
-  may start (budget spent, or the filters ran out of acceptable proposals).
+  may start (budget spent, or the filters ran out of acceptable proposals); or, after
+  ``budget.max_consecutive_failures`` failures in a row, closes everything and sends
+  ``Shutdown(failure=True)`` (a broken environment must not burn the whole budget).
 
 Feeding the strategy: a trial is told to the strategy once, when its fate first settles —
 it pauses (not promoted), completes ``max_length``, or fails — with the metrics of the highest
@@ -118,6 +120,8 @@ class SearchMethod:
         self.running: set[int] = set()
         self.pending_promotions: list[list[int]] = []  # [trial_id, length], oldest first
         self.exhausted = False
+        self.consecutive_failures = 0
+        self.abort_reason = ""
         self.shut_down = False
         self.events = 0
         self.validations = 0
@@ -161,6 +165,7 @@ class SearchMethod:
         rec["target"] = None
         self.running.discard(trial_id)
         self.validations += 1
+        self.consecutive_failures = 0
         ops: list[Operation] = []
         promoted = self.asha.record(trial_id, length, metrics)
         if length >= self.asha.max_length:
@@ -201,7 +206,14 @@ class SearchMethod:
             return []
         status = _EXIT_STATUS[ExitReason(reason)]
         self._end_early(trial_id, status, message)
-        return [] if self.shut_down else self._fill()
+        if self.shut_down:
+            return []
+        if status in ("failed", "invalid"):
+            self.consecutive_failures += 1
+            limit = self.config.budget.max_consecutive_failures
+            if limit is not None and self.consecutive_failures >= limit:
+                return self._abort(f"{self.consecutive_failures} trials failed in a row")
+        return self._fill()
 
     def warm_start(self, records: list[Mapping[str, Any]]) -> dict[str, int]:
         """Seed a fresh search with earlier results ``{"arch", "metrics", "space"?}``.
@@ -291,7 +303,9 @@ class SearchMethod:
             "running": sorted(self.running),
             "pending_promotions": self.pending_promotions,
             "exhausted": self.exhausted,
+            "consecutive_failures": self.consecutive_failures,
             "shut_down": self.shut_down,
+            "abort_reason": self.abort_reason,
             "events": self.events,
             "validations": self.validations,
             "hv_history": self.hv_history,
@@ -316,7 +330,9 @@ class SearchMethod:
         method.running = {int(t) for t in state["running"]}
         method.pending_promotions = [[int(t), int(n)] for t, n in state["pending_promotions"]]
         method.exhausted = bool(state["exhausted"])
+        method.consecutive_failures = int(state["consecutive_failures"])
         method.shut_down = bool(state["shut_down"])
+        method.abort_reason = str(state["abort_reason"])
         method.events = int(state["events"])
         method.validations = int(state["validations"])
         method.hv_history = [dict(h) for h in state["hv_history"]]
@@ -392,6 +408,24 @@ class SearchMethod:
                 ops.append(Close(tid))
         self.shut_down = True
         ops.append(Shutdown(failure=False))
+        return ops
+
+    def _abort(self, reason: str) -> list[Operation]:
+        """End the search now with ``Shutdown(failure=True)``: close every open trial."""
+        ops: list[Operation] = []
+        for tid in sorted(self.trials):
+            rec = self.trials[tid]
+            if rec["status"] in ("running", "paused"):
+                rec["status"] = "canceled" if rec["status"] == "running" else "stopped"
+                rec["message"] = f"search ended: {reason}"
+                rec["target"] = None
+                self._settle(tid)
+                ops.append(Close(tid))
+        self.running.clear()
+        self.pending_promotions.clear()
+        self.shut_down = True
+        self.abort_reason = reason
+        ops.append(Shutdown(failure=True))
         return ops
 
     def _end_early(self, trial_id: int, status: str, message: str) -> None:

@@ -77,11 +77,13 @@ class Engine:
         self.validated: list[tuple[int, int]] = []
         self.fail_rate = fail_rate
         self.done = False
+        self.shutdowns: list[Shutdown] = []
 
     def push(self, ops: list[Any]) -> None:
         for op in ops:
             if isinstance(op, Shutdown):
                 self.done = True
+                self.shutdowns.append(op)
             self.queue.append(op)
 
     def step(self, method: SearchMethod) -> None:
@@ -127,7 +129,8 @@ def front_of(method: SearchMethod) -> list[tuple[int, str, float, float]]:
 
 def test_search_runs_to_shutdown_with_a_real_front():
     method = run(SearchMethod(make_config()), engine := Engine())
-    assert engine.done and method.shut_down and method.progress() == 1.0
+    assert engine.shutdowns == [Shutdown(failure=False)]
+    assert method.shut_down and method.progress() == 1.0
     assert len(method.trials) == 24
     statuses = Counter(r["status"] for r in method.records())
     assert set(statuses) <= {"completed", "stopped"}
@@ -366,3 +369,15 @@ def test_state_file_is_written_atomically(tmp_path):
         write_json_atomic(path, {"bad": float("nan")})  # strict JSON: refused...
     assert read_json(path) == method.state_dict()  # ...and the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left
+
+
+def test_a_broken_environment_ends_the_search_as_a_failure():
+    cfg = make_config(budget={"max_trials": 30, "max_concurrent": 3, "max_consecutive_failures": 5})
+    method = SearchMethod(cfg)
+    engine = Engine(fail_rate=1.0)
+    run(method, engine)
+    assert engine.shutdowns == [Shutdown(failure=True)]
+    assert method.shut_down and "5 trials failed in a row" in method.abort_reason
+    assert len(method.trials) <= 5 + 3
+    assert all(r["status"] in ("failed", "canceled") for r in method.records())
+    assert method.progress() == 1.0
