@@ -44,13 +44,19 @@ class PretrainResult:
 
 @contextlib.contextmanager
 def deterministic_torch() -> Iterator[None]:
-    """Force deterministic kernels for the duration, restoring the caller's setting after."""
-    previous = torch.are_deterministic_algorithms_enabled()
+    """Deterministic kernels on one thread for the duration, restoring the caller's settings.
+
+    One thread also makes the bits independent of the machine's core count (reductions split
+    across threads sum in another order), and the model is small enough not to need more.
+    """
+    previous, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(previous)
+        torch.set_num_threads(threads)
 
 
 def space_graphs(space: SearchSpace, archs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,245 @@
+"""arch2vec: deterministic pretraining, checksummed files, embedding quality, latent-space BO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from searchers.arch2vec.__main__ import main as arch2vec_cli
+from searchers.arch2vec.embedding import embed_archs
+from searchers.arch2vec.model import Arch2VecConfig, GraphVAE
+from searchers.arch2vec.pretrain import (
+    PACKAGE_WEIGHTS,
+    ModelFileError,
+    check_model_fits,
+    default_config,
+    default_model_path,
+    load_model,
+    pretrain,
+    save_model,
+    sidecar_path,
+    space_graphs,
+    training_archs,
+    weights_checksum,
+)
+from searchers.arch2vec.quality import quality_report, reconstruction
+from searchers.arch2vec.strategy import Arch2VecSearch
+from searchers.objectives import make_objectives
+from searchers.strategies.base import make_strategy
+from spaces import get_space
+
+# Per-op costs for a synthetic latency that a surrogate can learn without the table.
+_COST = {"none": 0.0, "skip_connect": 0.1, "avg_pool_3x3": 0.3, "nor_conv_1x1": 1.0}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("nb201", C=16, N=5)
+
+
+@pytest.fixture(scope="module")
+def small_data(space):
+    archs = training_archs(space, limit=500, seed=3)
+    return space_graphs(space, archs)
+
+
+def _synthetic(arch: str) -> dict[str, float]:
+    """A deterministic accuracy/latency pair per cell: convs help accuracy and cost time."""
+    ops = [tok.split("~")[0] for tok in arch.strip("|").replace("+", "").split("|") if tok]
+    latency = sum(_COST.get(op, 2.0) for op in ops)  # nor_conv_3x3 costs 2.0
+    accuracy = 0.5 + 0.06 * sum(op.startswith("nor_conv") for op in ops) - 0.1 * (ops[3] == "none")
+    return {"validation_accuracy": accuracy, "latency_ms": latency}
+
+
+# -- pretraining and files ----------------------------------------------------------------------
+def test_pretrain_is_deterministic_by_seed(space, small_data):
+    adj, ops = small_data
+    config = default_config(space)
+    runs = [pretrain(adj, ops, config, epochs=3, seed=s) for s in (7, 7, 8)]
+    sums = [weights_checksum(r.model.state_dict()) for r in runs]
+    assert sums[0] == sums[1]
+    assert sums[0] != sums[2]
+    history = runs[0].history
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert runs[0].training["num_graphs"] == 500
+
+
+def test_pretrain_rejects_graphs_of_another_shape(small_data):
+    adj, ops = small_data
+    with pytest.raises(ValueError, match="9 nodes"):
+        pretrain(adj, ops, Arch2VecConfig(num_nodes=9, num_ops=7), epochs=1)
+
+
+def test_save_load_round_trip_and_checksum_mismatch(space, small_data, tmp_path):
+    adj, ops = small_data
+    model = pretrain(adj[:100], ops[:100], default_config(space), epochs=1, seed=0).model
+    path = tmp_path / "m.pt"
+    meta = save_model(model, path, space=space, training={"epochs": 1})
+    assert sidecar_path(path).is_file()
+    loaded, meta2 = load_model(path)
+    assert meta2["sha256"] == meta["sha256"]
+    archs = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"]
+    assert np.array_equal(embed_archs(model, space, archs), embed_archs(loaded, space, archs))
+
+    state = torch.load(path, weights_only=True)
+    state["to_mu.bias"] += 1e-3
+    torch.save(state, path)
+    with pytest.raises(ModelFileError, match="checksum"):
+        load_model(path)
+
+
+def test_load_errors_name_the_file(space, tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "absent.pt")
+    model = GraphVAE(default_config(space))
+    path = tmp_path / "m.pt"
+    save_model(model, path, space=space)
+    sidecar_path(path).write_text("{not json")
+    with pytest.raises(ModelFileError, match=r"m\.json.*not valid JSON"):
+        load_model(path)
+    sidecar_path(path).unlink()
+    with pytest.raises(ModelFileError, match="sidecar not found"):
+        load_model(path)
+
+
+def test_model_for_another_space_is_refused(space, tmp_path):
+    path = tmp_path / "m.pt"
+    meta = save_model(GraphVAE(default_config(space)), path, space=space)
+    check_model_fits(meta, space, path)
+    with pytest.raises(ModelFileError, match="mobilenet"):
+        check_model_fits({**meta, "space": "mobilenet"}, space, path)
+
+
+def test_cli_pretrain_writes_a_loadable_model(tmp_path, capsys):
+    out = tmp_path / "cli.pt"
+    args = ["pretrain", "--space", "nb201", "--out", str(out), "--limit", "200", "--epochs", "1"]
+    assert arch2vec_cli(args) == 0
+    _, meta = load_model(out)
+    assert meta["training"]["num_graphs"] == 200
+    assert meta["space"] == "nb201"
+    assert "sha256" in capsys.readouterr().out
+
+
+# -- the shipped model ------------------------------------------------------------------------
+def test_shipped_nb201_model_loads_and_reconstructs(space):
+    path = default_model_path(space)
+    assert path.parent == PACKAGE_WEIGHTS
+    model, meta = load_model(path)
+    check_model_fits(meta, space, path)
+    archs = training_archs(space, limit=2000, seed=11)
+    rec = reconstruction(model, *space_graphs(space, archs))
+    assert rec["graph_exact"] >= 0.99, rec
+
+
+def test_quality_report_latent_distance_tracks_latency(space, nb201_table_file):
+    from spaces.nb201_table import load_table
+
+    table = load_table(nb201_table_file)
+    rows = np.random.default_rng(0).choice(table.num_rows, size=3000, replace=False)
+    archs = [table.archs[i] for i in rows]
+    columns = {
+        "c10_valid": np.asarray(table["c10_valid"])[rows],
+        "lat_ms_pixel2": np.asarray(table["lat_ms_pixel2"])[rows],
+    }
+    model, _ = load_model(default_model_path(space))
+    report = quality_report(model, space, archs, columns, seed=0)
+    json.dumps(report)  # JSON-native
+    lat = report["smoothness"]["lat_ms_pixel2"]
+    # Latent neighbours share latency far more than random pairs, and more than in one-hot.
+    assert lat["arch2vec"]["spearman"] > lat["onehot"]["spearman"] + 0.1
+    assert lat["arch2vec"]["knn_abs_diff"] < 0.6 * lat["arch2vec"]["random_abs_diff"]
+    acc = report["smoothness"]["c10_valid"]["arch2vec"]
+    assert acc["knn_abs_diff"] < acc["random_abs_diff"]
+    assert report["validity"]["perturbed"]["0.1"]["valid"] > 0.9
+
+
+# -- the strategy -------------------------------------------------------------------------------
+def _run(strategy, n: int) -> list[str]:
+    asked = []
+    for _ in range(n):
+        arch = strategy.ask()
+        asked.append(arch)
+        strategy.tell(arch, _synthetic(arch))
+    return asked
+
+
+def test_strategy_is_reproducible_and_state_round_trips_through_json(space):
+    objectives = make_objectives(
+        [("validation_accuracy", "maximize"), ("latency_ms", "minimize")], ["latency_ms <= 4"]
+    )
+    opts = {"initial_random": 6}
+
+    def fresh(seed: int) -> Arch2VecSearch:
+        s = make_strategy("arch2vec", space, objectives, np.random.default_rng(seed), opts)
+        assert isinstance(s, Arch2VecSearch)
+        return s
+
+    a, b = fresh(5), fresh(5)
+    first = _run(a, 14)
+    assert first == _run(b, 14)
+    assert first != _run(fresh(6), 14)
+    assert len({space.canonical_key(x) for x in first}) == len(first)
+
+    state = json.loads(json.dumps(a.state_dict()))
+    c = fresh(123)
+    c.load_state_dict(state)
+    assert _run(a, 5) == _run(c, 5)
+
+    # Once the latency model has a few points, the constraint is honoured: almost all asks
+    # are feasible, against about half of uniform samples.
+    later = _run(b, 12)
+    feasible = np.mean([_synthetic(x)["latency_ms"] <= 4 for x in later])
+    rng = np.random.default_rng(0)
+    uniform = np.mean([_synthetic(space.sample(rng))["latency_ms"] <= 4 for _ in range(500)])
+    assert feasible >= 0.8 > uniform + 0.2
+
+
+def test_strategy_single_objective_climbs(space):
+    objectives = make_objectives([("validation_accuracy", "maximize")])
+    s = make_strategy(
+        "arch2vec", space, objectives, np.random.default_rng(0), {"initial_random": 5}
+    )
+    asked = _run(s, 20)
+    best_model = max(_synthetic(a)["validation_accuracy"] for a in asked[5:])
+    assert best_model >= 0.5 + 0.06 * 6 - 1e-9  # all six edges convolutions: the optimum
+
+
+def test_short_tabular_run_through_the_search_method(nb201_table_file):
+    from searchers.config import parse_config
+    from searchers.tabular import NB201Benchmark, run_search_on_table
+    from spaces.nb201_table import load_table
+
+    table = load_table(nb201_table_file)
+    bench = NB201Benchmark.from_table(table, dataset="cifar10", device="pixel2")
+    raw = {
+        "name": "arch2vec-tabular",
+        "seed": 3,
+        "space": {"name": "nb201", "options": {"C": 16, "N": 5}},
+        "data": {"dataset": "cifar10"},
+        "strategy": {"name": "arch2vec", "options": {"initial_random": 5}},
+        "early_stopping": {"name": "none", "max_length": 200},
+        "budget": {"max_trials": 20, "max_concurrent": 1},
+        "latency": {"enabled": False},
+        "objectives": [
+            {"metric": "validation_accuracy", "goal": "maximize"},
+            {"metric": "latency_ms", "goal": "minimize"},
+        ],
+    }
+    _, result = run_search_on_table(parse_config(raw, "<test>"), bench)
+    assert len(result.queries) == 20
+    assert result.duplicates == 0
+    median = float(np.median(bench.valid_mean))
+    assert max(result.observed_accuracy) * 100 > median
+
+
+def test_default_path_falls_back_to_user_cache(monkeypatch, tmp_path):
+    from searchers.arch2vec import pretrain as pretrain_module
+
+    monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(pretrain_module, "PACKAGE_WEIGHTS", Path(tmp_path / "none"))
+    path = pretrain_module.default_model_path(get_space("nb201"))
+    assert path == tmp_path / "arch2vec" / "nb201.pt"
