@@ -37,8 +37,12 @@ def load_cost_predictor(spec: str | None) -> CostPredictor | None:
     if not spec:
         return None
     from latency.predictor import LatencyPredictor
+    from searchers.config import ConfigError
 
-    return LatencyPredictor.load(spec)
+    try:
+        return LatencyPredictor.load(spec)
+    except Exception as exc:  # any failure to load is a config problem, named as such
+        raise ConfigError(f"latency.predictor: cannot load {spec!r}: {exc}") from exc
 
 
 class CandidateFilter:

@@ -381,3 +381,25 @@ def test_a_broken_environment_ends_the_search_as_a_failure():
     assert len(method.trials) <= 5 + 3
     assert all(r["status"] in ("failed", "canceled") for r in method.records())
     assert method.progress() == 1.0
+
+
+def test_table_latency_predictor_prefilters_real_device_costs(nb201_table_file, monkeypatch):
+    monkeypatch.setenv("HWNAS_NB201_TABLE", str(nb201_table_file))
+    cfg = make_config(
+        strategy={"name": "random"},
+        constraints=["latency_ms <= 13"],
+        latency={"predictor": "table:pixel2"},
+        budget={"max_trials": 12, "max_concurrent": 3},
+    )
+    method = SearchMethod(cfg)  # loads the predictor through latency.predictor
+    run(method, engine := Engine())
+    assert method.filter.counts["constraint"] > 0
+    for tid in engine.created:
+        assert method.filter.cost_predictor.predict(engine.arch[tid]) <= 13
+
+
+def test_unloadable_predictor_is_a_config_error():
+    from searchers.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"latency\.predictor"):
+        SearchMethod(make_config(latency={"predictor": "/no/such/predictor.json"}))
