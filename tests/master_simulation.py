@@ -22,9 +22,10 @@ master does, written from Determined's own sources:
   process, which must resume from its checkpoint (``start_length`` passed to the train
   function is the length of that checkpoint).
 
-The client side is Determined's own ``SearchRunner.run_experiment`` loop (real code), reached
-through ``SimulatedSearchRunner``, which only replaces the two REST calls and the SDK call that
-creates the experiment.
+The client side is Determined's own code: ``RemoteSearchRunner.run`` and
+``SearchRunner.run_experiment`` (through hwnas's subclass), reached through
+``SimulatedSearchRunner``, which only replaces the two REST calls (events, operations) and the
+SDK calls that create the experiment and hand out the session.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 from determined import searcher as det_searcher
 from determined.common.api import bindings
+from determined.experimental import client as det_client
 
 from searchers.determined.runner import HwnasSearchRunner
 
@@ -347,19 +351,32 @@ class SimulatedSearchRunner(HwnasSearchRunner):
         self.master = master
         self.crash_after_posts = crash_after_posts
         self.posted = 0
+        self.created_experiments: list[tuple[Any, Any]] = []
 
-    def run_simulated(self) -> int:
-        """``RemoteSearchRunner.run`` without the SDK: resume or 'create' the experiment."""
-        operations: list[det_searcher.Operation] | None = None
-        if self.latest_checkpoint is not None:
-            experiment_id, operations = self.load_state(self.latest_checkpoint)
-        else:
-            experiment_id = self.master.experiment_id
-            self.state.experiment_id = experiment_id
-            self.state.last_event_id = 0
-            self.save_state(experiment_id, [])
-        self.run_experiment(experiment_id, None, operations, sleep_time=0.0)  # type: ignore[arg-type]
-        return experiment_id
+    def run_simulated(self, exp_config: dict[str, Any] | None = None, model_dir: str = ".") -> int:
+        """Determined's own ``RemoteSearchRunner.run`` (create the experiment or resume from
+        ``latest_checkpoint``), with the SDK's three calls answered here instead of a master."""
+
+        def create_experiment(config: Any, context: Any, includes: Any = None) -> Any:
+            self.created_experiments.append((config, context))
+            return SimpleNamespace(id=self.master.experiment_id)
+
+        with (
+            patch.object(det_client, "create_experiment", create_experiment),
+            patch.object(det_client, "_require_singleton", lambda fn: fn),
+            patch.object(det_client, "_determined", SimpleNamespace(_session=None)),
+        ):
+            return self.run(exp_config or {"searcher": {"name": "custom"}}, model_dir=model_dir)
+
+    def run_experiment(
+        self,
+        experiment_id: int,
+        session: Any,
+        prior_operations: list[det_searcher.Operation] | None,
+        sleep_time: float = 1.0,
+    ) -> None:
+        # Determined sleeps a second between long polls; the simulated master never blocks.
+        super().run_experiment(experiment_id, session, prior_operations, sleep_time=0.0)
 
     def get_events(self, session: Any, experiment_id: int) -> list[bindings.v1SearcherEvent]:
         assert experiment_id == self.master.experiment_id

@@ -33,6 +33,7 @@ from searchers.determined.adapter import (
     HwnasSearchMethod,
     decode_metrics,
 )
+from searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
 from searchers.determined.progress import SearchReporter
 from searchers.determined.runner import (
     OPS_FILE,
@@ -180,8 +181,13 @@ def test_search_runs_to_shutdown_with_cumulative_lengths_and_resumed_trials(
     trials = FakeTrials()
     master = SimulatedMaster(trials, seed=1)
     runner = make_runner(master, config, core_context)
-    runner.run_simulated()
+    repo = Path(__file__).resolve().parents[1]
+    trial_yaml = load_yaml_mapping(repo / "experiment_yamls" / "det_trials_gpu.yaml")
+    runner.run_simulated(build_trial_experiment(trial_yaml, config), model_dir=str(repo))
 
+    [(created, context_dir)] = runner.created_experiments  # the SDK call, once
+    assert created["searcher"]["name"] == "custom" and created["entrypoint"].endswith("train")
+    assert context_dir == str(repo)
     method = runner.search_method.method
     records = method.records()
     assert master.state == bindings.experimentv1State.COMPLETED
@@ -302,6 +308,8 @@ def test_searcher_restart_mid_search_resumes_from_its_checkpoint(
     second = make_runner(master, config, ctx, latest_checkpoint=first.last_storage_id)
     second.run_simulated()
 
+    # The restarted searcher resumed the experiment instead of creating another.
+    assert len(first.created_experiments) == 1 and second.created_experiments == []
     assert master.state == bindings.experimentv1State.COMPLETED
     # Nothing lost, nothing repeated: the same trials, archs, statuses and results as an
     # uninterrupted search (the master would have refused a duplicate request id or op).
