@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,6 @@ def _matrix(curves: list[list[float | None]], n: int) -> np.ndarray:
 
 def _stats(m: np.ndarray, budgets: list[int]) -> dict[str, Any]:
     """Mean/std curves and the per-budget figures of a seeds x queries matrix."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a feasible pick
         mean = np.nanmean(m, axis=0)
@@ -103,12 +102,14 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
         lambda: defaultdict(list)
     )
     wall: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     dups: dict[str, list[int]] = defaultdict(list)
     short_runs = []
     for r in results:
         spec = r["spec"]
         setting = f"{spec['dataset']}/{spec['device']}" if spec["mode"] == "mo" else spec["dataset"]
         wall[spec["method"]].append(r["wall_s"])
+        cpu[spec["method"]].append(r.get("cpu_s", np.nan))
         dups[spec["method"]].append(r["duplicates"])
         if r["queries"] < n:
             short_runs.append({**spec, "queries": r["queries"]})
@@ -131,7 +132,9 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
 
     overall: dict[str, dict[str, Any]] = {}
     for (mode, group, fig, method), per_seed in sorted(by_seed.items()):
-        seed_curves = [np.nanmean(_matrix(cs, n), axis=0) for _, cs in sorted(per_seed.items())]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN before a feasible pick
+            seed_curves = [np.nanmean(_matrix(cs, n), axis=0) for _, cs in sorted(per_seed.items())]
         stats = _stats(np.vstack(seed_curves), budgets)
         overall.setdefault(f"{mode}:{group}", {}).setdefault(fig, {})[method] = stats
     overall_cmp = {
@@ -162,6 +165,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
             "at no cost (hwnas never repeats: its filter dedupes by canonical key)",
         },
         "timing_s_per_run": {m: round(float(np.mean(w)), 3) for m, w in sorted(wall.items())},
+        "cpu_s_per_run": {m: round(float(np.mean(c)), 3) for m, c in sorted(cpu.items())},
         "duplicates_per_run": {m: round(float(np.mean(d)), 2) for m, d in sorted(dups.items())},
         "short_runs": short_runs,
         "settings": settings,
@@ -231,7 +235,8 @@ def print_tables(summary: dict[str, Any], methods: list[str]) -> None:
             table.add_row(*row)
         console.print(table)
     console.print(f"runs: {summary['meta']['runs']} in {summary['meta']['elapsed_s']} s")
-    console.print(f"seconds per run: {summary['timing_s_per_run']}")
+    console.print(f"wall seconds per run: {summary['timing_s_per_run']}")
+    console.print(f"CPU seconds per run: {summary['cpu_s_per_run']}")
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:

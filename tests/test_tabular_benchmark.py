@@ -1,0 +1,121 @@
+"""Search-quality benchmark pieces: figure curves, Optuna peers through the runner, the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# benchmarks/ is a folder of scripts at the repository root, not an installed package.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.search_quality import RunSpec, main, run_one  # noqa: E402
+from benchmarks.search_quality_metrics import (  # noqa: E402
+    best_test_curve,
+    constrained_test_curve,
+    hv_ratio_curve,
+    make_reference,
+    queries_to_reach,
+)
+from benchmarks.search_quality_peers import OptunaMethod  # noqa: E402
+from searchers.tabular import NB201Benchmark, TabularRunner  # noqa: E402
+from spaces.nb201_table import load_table  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bench(nb201_table_file) -> NB201Benchmark:
+    return NB201Benchmark.from_table(load_table(nb201_table_file), "cifar10", "pixel2")
+
+
+@pytest.fixture(scope="module")
+def ref(bench):
+    return make_reference(bench)
+
+
+def test_reference_front_and_hv_ratio(bench, ref):
+    assert ref.latency_max_ms == pytest.approx(float(np.max(bench.latency_ms)))
+    assert ref.latency_bound_ms == pytest.approx(float(np.median(bench.latency_ms)))
+    assert 0.0 < ref.true_hv < 1.0
+    front = [int(r) for r in ref.front_rows]
+    # querying exactly the true front recovers its whole hypervolume
+    assert hv_ratio_curve(ref, front)[-1] == pytest.approx(1.0)
+    others = [r for r in range(0, len(bench), 97) if r not in set(front)][:60]
+    curve = hv_ratio_curve(ref, others)
+    assert np.all(np.diff(curve) >= -1e-12) and curve[-1] < 1.0
+    assert hv_ratio_curve(ref, others + front)[-1] == pytest.approx(1.0)
+
+
+def test_pick_curves_follow_observed_validation(ref):
+    lat = ref.points[:, 1] * ref.latency_max_ms
+    slow = [int(i) for i in np.flatnonzero(lat > ref.latency_bound_ms)[:2]]
+    fast = [int(i) for i in np.flatnonzero(lat <= ref.latency_bound_ms)[:2]]
+    rows = [slow[0], fast[0], slow[1], fast[1]]
+    observed = [0.5, 0.6, 0.9, 0.55]
+    best = best_test_curve(ref, rows, observed)
+    assert list(best) == [
+        ref.test[slow[0]],
+        ref.test[fast[0]],
+        ref.test[slow[1]],
+        ref.test[slow[1]],
+    ]
+    cons = constrained_test_curve(ref, rows, observed)
+    assert np.isnan(cons[0])  # nothing within the bound yet
+    assert list(cons[1:]) == [ref.test[fast[0]]] * 3  # 0.55 < 0.6 keeps the earlier pick
+    assert queries_to_reach(np.array([np.nan, 0.2, 0.5, 0.7]), 0.5) == 3
+    assert queries_to_reach(np.array([0.1, 0.2]), 0.5) is None
+
+
+def test_optuna_peer_through_the_runner_is_reproducible(bench):
+    def run(seed: int):
+        objectives = [("validation_accuracy", "maximize"), ("latency_ms", "minimize")]
+        method = OptunaMethod("optuna-tpe", objectives, seed=seed, length=200)
+        return TabularRunner(method, bench, max_queries=20, seed=seed).run()
+
+    r1, r2, r3 = run(4), run(4), run(5)
+    assert len(r1.queries) == 20 and len(set(r1.rows)) == 20
+    assert r1.rows == r2.rows and r1.observed_accuracy == r2.observed_accuracy
+    assert r1.rows != r3.rows
+    # common random numbers: a row queried under the same seed sees the same noisy value
+    for q in r1.queries:
+        assert q.metrics["validation_accuracy"] * 100 == bench.seed_accuracy(q.row, 4)
+
+
+def test_run_one_same_seed_same_figures(nb201_table_file):
+    spec = RunSpec("mo", "cifar100", "eyeriss", "nsga2", 2, 15)
+    a = run_one(spec, str(nb201_table_file))
+    b = run_one(spec, str(nb201_table_file))
+    assert a["curves"] == b["curves"] and a["queries"] == 15
+    assert set(a["curves"]) == {"hv_ratio", "constrained_test"}
+    so = run_one(RunSpec("so", "cifar10", "eyeriss", "optuna-random", 2, 15), str(nb201_table_file))
+    assert set(so["curves"]) == {"best_test"} and len(so["curves"]["best_test"]) == 15
+
+
+def test_cli_writes_table_json_and_plot(nb201_table_file, tmp_path, capsys):
+    out = tmp_path / "sq"
+    argv = ["--out", str(out), "--table", str(nb201_table_file), "--budgets", "5", "10"]
+    argv += ["--seeds", "2", "--datasets", "cifar10", "--devices", "eyeriss", "--jobs", "1"]
+    argv += ["--strategies", "random", "evolution", "--peers", "optuna-random"]
+    assert main(argv) == 0
+    summary = json.loads((out / "search_quality.json").read_text())
+    assert (out / "search_quality.png").stat().st_size > 10_000
+    assert summary["meta"]["runs"] == 2 * 3 * 2  # seeds x methods x (1 MO + 1 SO setting)
+    hv = summary["overall"]["mo:all"]["hv_ratio"]
+    assert set(hv) == {"random", "evolution", "optuna-random"}
+    assert all(len(s["values"]) == 2 for s in hv["random"]["at"].values())
+    cmp = summary["overall_comparisons"]["so:cifar10"]["best_test"]["10"]
+    assert cmp["best_peer"] == "optuna-random"
+    assert cmp["methods"]["optuna-random"]["ratio"] == pytest.approx(1.0)
+    printed = capsys.readouterr().out
+    assert "hypervolume ratio" in printed and "optuna-random" in printed
+
+
+def test_cli_rejects_unknown_names(nb201_table_file, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--strategies", "no-such-strategy", "--table", str(nb201_table_file)])
+    assert main(["--devices", "tpu", "--table", str(nb201_table_file), "--quick"]) == 2
+    assert main(["--table", str(tmp_path / "missing.csv.gz")]) == 2
