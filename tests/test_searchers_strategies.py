@@ -124,3 +124,21 @@ def test_guided_strategies_beat_random_on_the_fake_objective(name: str):
     guided = np.mean([best_score(name, s) for s in range(5)])
     rand = np.mean([best_score("random", s) for s in range(5)])
     assert guided > rand
+
+
+@pytest.mark.slow
+def test_predictor_with_an_mlp_ensemble_is_reproducible():
+    opts = {
+        "model": "mlp",
+        "ensemble_size": 2,
+        "hidden": 8,
+        "initial_random": 5,
+        "candidates": 10,
+        "retrain_every": 4,
+    }
+
+    def go(seed: int) -> list[str]:
+        s = make_strategy("predictor", SPACE, MO, np.random.default_rng(seed), opts)
+        return drive(s, 13)
+
+    assert go(1) == go(1)
