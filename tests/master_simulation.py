@@ -14,6 +14,9 @@ master does, written from Determined's own sources:
 * ``master/pkg/searcher/searcher.go``: a ValidateAfter completes once; a trial exits once;
   ``Create`` operations are counted and the experiment shuts itself down when every requested
   trial is closed (``TrialsRequested == len(TrialsClosed)``).
+* ``master/internal/api_experiment.go`` (``GetSearcherEvents``): while the experiment is not
+  active the answer is a single ``experimentInactive`` event with id -1 (events still queued
+  are not delivered); Determined's runner keeps polling while it is paused.
 * ``master/internal/experiment.go``: a trial that exits early is reported as exited, and then,
   when its task stops, as closed; operations are recorded before they are processed.
 * The metric travels as a protobuf ``Value`` (``structpb.NewValue``): every number comes back as
@@ -137,6 +140,7 @@ class SimulatedMaster:
         self.progress: list[float] = []
         self.ignored_after_shutdown: list[dict[str, Any]] = []
         self.posts = 0
+        self.paused_polls = 0
         self._enqueue(initialOperations=bindings.v1InitialOperations())
 
     # -- the queue (custom_searcher_events_queue.go) ------------------------------------------
@@ -145,15 +149,33 @@ class SimulatedMaster:
         self.queue.append(bindings.v1SearcherEvent(id=self.event_count, **event))
 
     def get_events(self) -> list[bindings.v1SearcherEvent]:
-        """``GET /experiments/{id}/searcher_events``: long poll until something is queued."""
-        while not self.queue:
+        """``GET /experiments/{id}/searcher_events``: long poll until something is queued.
+
+        An experiment that is not active (paused, completed, errored, canceled) answers with
+        one synthesised ``experimentInactive`` event of id -1 and nothing of the queue
+        (``GetSearcherEvents`` in master/internal/api_experiment.go)."""
+        if self.paused_polls > 0:
+            self.paused_polls -= 1
+            return [self._inactive(bindings.experimentv1State.PAUSED)]
+        while self.active and not self.queue:
             if not self._step():
                 raise SearchStalled(
                     "no searcher event is queued and no trial has a pending operation: "
                     f"{self.describe()}"
                 )
+        if not self.active:
+            return [self._inactive(self.state)]
         # Through JSON, as the REST client receives them.
         return [bindings.v1SearcherEvent.from_json(e.to_json()) for e in self.queue]
+
+    @staticmethod
+    def _inactive(state: bindings.experimentv1State) -> bindings.v1SearcherEvent:
+        inactive = bindings.v1ExperimentInactive(experimentState=state)
+        return bindings.v1SearcherEvent(id=-1, experimentInactive=inactive)
+
+    def pause_for(self, polls: int) -> None:
+        """A user pauses the experiment; it is activated again after ``polls`` event polls."""
+        self.paused_polls = polls
 
     def post_operations(self, body: dict[str, Any]) -> None:
         """``POST /experiments/{id}/searcher_operations`` with the request's JSON body."""
@@ -247,7 +269,6 @@ class SimulatedMaster:
         self.state = state
         for t in self.trials.values():
             t.process_running = False
-        self._enqueue(experimentInactive=bindings.v1ExperimentInactive(experimentState=state))
 
     def _exit_early(self, trial: SimTrial, reason: str) -> None:
         if trial.exited:

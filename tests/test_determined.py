@@ -268,8 +268,37 @@ def test_every_trial_failing_ends_the_search(core_context: Any) -> None:
     master = SimulatedMaster(FakeTrials(fail={0: "errored", 1: "errored", 2: "errored"}))
     runner = make_runner(master, config, core_context)
     runner.run_simulated()
-    assert [r["status"] for r in runner.search_method.method.records()] == ["failed"] * 3
-    assert master.state in (bindings.experimentv1State.COMPLETED, bindings.experimentv1State.ERROR)
+    # The master ends the experiment (as errored: every trial failed) the moment the last
+    # requested trial closes; events still queued then are never delivered, so the searcher
+    # may not hear of the last failure (Determined's behaviour, kept by the simulation).
+    assert master.state == bindings.experimentv1State.ERROR
+    statuses = [r["status"] for r in runner.search_method.method.records()]
+    assert len(statuses) == 3 and statuses.count("failed") >= 2
+    assert set(statuses) <= {"failed", "running"}
+
+
+def test_a_paused_experiment_keeps_the_searcher_waiting_then_continues(
+    core_context: Any,
+) -> None:
+    config = search_config(budget={"max_trials": 4, "max_concurrent": 2})
+    reference = make_runner(SimulatedMaster(FakeTrials(), seed=6), config, core_context)
+    reference.run_simulated()
+
+    trials = FakeTrials()
+    master = SimulatedMaster(trials, seed=6)
+    calls: list[int] = []
+
+    def pause_once(hparams: dict[str, Any], start: int, length: int) -> Any:
+        calls.append(length)
+        if len(calls) == 3:
+            master.pause_for(polls=4)  # a user pauses, then activates the experiment
+        return trials(hparams, start, length)
+
+    master.train = pause_once
+    runner = make_runner(master, config, _fresh_context(core_context))
+    runner.run_simulated()
+    assert master.paused_polls == 0  # the runner kept polling through the pause
+    assert outcome(runner.search_method.method) == outcome(reference.search_method.method)
 
 
 def test_master_restarts_errored_trials_within_max_restarts(core_context: Any) -> None:
