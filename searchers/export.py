@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,9 @@ def data_shape(metrics: dict[str, Any], hparams: dict[str, Any]) -> tuple[tuple[
     return DATASET_SHAPES[dataset]
 
 
-def load_weights(trial_dir: Path) -> dict[str, Any]:
-    """The model ``state_dict`` from a trial's last checkpoint (``weights_only=True``)."""
+def load_weights(trial_dir: Path) -> tuple[dict[str, Any], int | None]:
+    """The model ``state_dict`` from a trial's last checkpoint (``weights_only=True``) and the
+    epoch it was saved at."""
     import torch
 
     path = trial_dir / "checkpoint" / CHECKPOINT_FILE
@@ -123,7 +125,8 @@ def load_weights(trial_dir: Path) -> dict[str, Any]:
         raise ExportCommandError(f"cannot load checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or not isinstance(state.get(MODEL_KEY), dict):
         raise ExportCommandError(f"{path}: checkpoint has no {MODEL_KEY!r} state dict")
-    return state[MODEL_KEY]
+    epoch = state.get("epoch")
+    return state[MODEL_KEY], int(epoch) if isinstance(epoch, int) else None
 
 
 def export_member(
@@ -154,7 +157,14 @@ def export_member(
 
     space = get_space(space_name, **space_options)
     model = space.build(arch, num_classes=num_classes, input_shape=input_shape)
-    weights = load_weights(trial_dir)
+    weights, checkpoint_epoch = load_weights(trial_dir)
+    if checkpoint_epoch is not None and checkpoint_epoch != member.get("epochs"):
+        # E.g. a trial that failed while training past its last reported length.
+        warnings.warn(
+            f"trial {trial_id}: its checkpoint is from epoch {checkpoint_epoch} but its "
+            f"reported metrics are from epoch {member.get('epochs')}",
+            stacklevel=2,
+        )
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
@@ -184,6 +194,7 @@ def export_member(
         "rank": rank,
         "feasible": bool(member.get("feasible", True)),
         "epochs": member.get("epochs"),
+        "checkpoint_epoch": checkpoint_epoch,
         "metrics": metrics,
         "objectives": pareto.get("objectives"),
         "constraints": pareto.get("constraints"),

@@ -75,6 +75,7 @@ def test_export_round_trip_matches_torch_in_onnxruntime(search_dir, tmp_path, ca
     front = json.loads((search_dir / "pareto.json").read_text())["front"]
     assert arch["trial_id"] == front[0]["trial_id"] and arch["arch"] == front[0]["arch"]
     assert arch["input_shape"] == [1, 16, 16] and arch["num_classes"] == 10
+    assert arch["checkpoint_epoch"] == arch["epochs"] == 1
     assert "get_space" in (dest / "README.txt").read_text()
 
     # Loadable with nothing but torch and the space definition.

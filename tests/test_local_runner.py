@@ -140,6 +140,9 @@ def test_search_runs_to_shutdown_and_writes_the_report(tmp_path):
     assert all(start < n for _, n, start in ledger)  # promotions resumed from the checkpoint
     doc = json.loads((out / "pareto.json").read_text())
     assert doc["front"] and doc["n_trials"] == 8
+    method = load_state(out)["method"]  # the report agrees with the search method's own view
+    assert sorted(m["trial_id"] for m in doc["front"]) == sorted(method["front"])
+    assert doc["hypervolume"] == pytest.approx(method["hv_history"][-1]["hypervolume"])
     assert all(m["metrics"]["latency_ms"] <= 0.9 for m in doc["front"] if m["feasible"])
     for name in ("trials.csv", "pareto.png", "hypervolume.png", "config.yaml"):
         assert (out / name).stat().st_size > 0
@@ -152,13 +155,15 @@ def test_crashed_and_hanging_trials_are_recorded_and_the_search_goes_on(tmp_path
     summary = run_search(
         config,
         out,
-        trial_command=_command(tmp_path, "--crash", "1", "--hang", "2"),
+        trial_command=_command(tmp_path, "--crash", "1", "--hang", "2", "--invalid", "3"),
         progress=_quiet(),
     )
-    assert summary.finished and summary.trials == 8 and summary.failed == 2
+    assert summary.finished and summary.trials == 8 and summary.failed == 3
     final = _final(out)
-    assert final[1][2] == "crash" and final[2][2] == "timeout"
-    assert sum(1 for _, lengths, kind in final.values() if lengths and kind is None) == 6
+    assert [final[t][2] for t in (1, 2, 3)] == ["crash", "timeout", "invalid"]
+    assert sum(1 for _, lengths, kind in final.values() if lengths and kind is None) == 5
+    statuses = {t["trial_id"]: t["status"] for t in load_state(out)["method"]["trials"]}
+    assert [statuses[t] for t in (1, 2, 3)] == ["failed", "failed", "invalid"]
     rows = (out / "trials.csv").read_text().splitlines()
     assert len(rows) == 1 + 8  # failed trials are kept in the report
     assert "fake crash of trial 1" in (out / "trials" / "1" / "log.txt").read_text()

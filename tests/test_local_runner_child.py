@@ -6,9 +6,9 @@ trial child contract: reads the request, "trains" by recording the reached lengt
 checkpoint file in ``checkpoint_dir`` (resuming from it), and writes deterministic metrics
 derived from the architecture string, so a search over it is reproducible. ``--crash ID``
 makes trial ID exit with a traceback and no result, ``--hang ID`` makes it sleep forever (for
-the timeout), ``--sleep S`` makes each run take S seconds, and ``--ledger`` appends
-``trial_id length from_length`` for each finished run so tests can check that nothing trained
-twice. It defines no tests.
+the timeout), ``--invalid ID`` reports it invalid, ``--sleep S`` makes each run take S
+seconds, and ``--ledger`` appends ``trial_id length from_length`` for each finished run so
+tests can check that nothing trained twice. It defines no tests.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--crash", type=int, action="append", default=[])
     parser.add_argument("--hang", type=int, action="append", default=[])
+    parser.add_argument("--invalid", type=int, action="append", default=[])
     parser.add_argument("--ledger", default=None)
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds of fake training")
     parser.add_argument("--request", required=True)
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     if trial_id in args.hang:
         time.sleep(3600)
     time.sleep(args.sleep)
+    if trial_id in args.invalid:
+        result = {"ok": False, "kind": "invalid", "message": f"trial {trial_id} is invalid"}
+        Path(args.result).write_text(json.dumps(result))
+        return 0
     checkpoint = Path(request["checkpoint_dir"]) / "fake_checkpoint.json"
     start = json.loads(checkpoint.read_text())["length"] if checkpoint.exists() else 0
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
