@@ -13,24 +13,25 @@ HWNAS_DIR="${HWNAS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
 CONFIG="${HWNAS_SWEEP_CONFIG:-experiment_yamls/det_recurring_sweep.yaml}"
 cd "$HWNAS_DIR"
 
-if [[ -n "${DET_USER:-}" && -n "${DET_PASS:-}" ]]; then
-  # The CLI reads DET_USER/DET_PASS; no interactive login needed.
-  export DET_USER DET_PASS
-fi
-
 # Skip tonight if the previous run of this sweep is still going (no overlapping sweeps):
 # any experiment labelled "recurring" (det_recurring_sweep.yaml's label) not yet finished.
-if python3 - <<'PY'
+set +e
+python3 - <<'PY'
 import sys
 from determined.experimental import client
-busy = [client.ExperimentState.ACTIVE, client.ExperimentState.PAUSED,
-        client.ExperimentState.QUEUED, client.ExperimentState.RUNNING]
-sys.exit(0 if client.list_experiments(labels=["recurring"], states=busy) else 1)
+S = client.ExperimentState
+busy = [S.ACTIVE, S.PAUSED, S.QUEUED, S.PULLING, S.STARTING, S.RUNNING]
+sys.exit(10 if client.list_experiments(labels=["recurring"], states=busy) else 0)
 PY
-then
-  echo "$(date -u +%FT%TZ) previous hwnas sweep still running; not starting another"
-  exit 0
-fi
+status=$?
+set -e
+case "$status" in
+  0) ;;
+  10) echo "$(date -u +%FT%TZ) previous hwnas sweep still running; not starting another"
+      exit 0 ;;
+  *) echo "$(date -u +%FT%TZ) cannot ask the Determined master about running sweeps" >&2
+     exit 1 ;;
+esac
 
 echo "$(date -u +%FT%TZ) starting hwnas sweep from $CONFIG"
 det experiment create "$CONFIG" . "$@"

@@ -1,0 +1,77 @@
+"""deploy/nightly-sweep.sh with test doubles for the `det` CLI and the SDK (no master here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "deploy" / "nightly-sweep.sh"
+
+FAKE_CLIENT = """
+import enum, json, os
+
+class ExperimentState(enum.Enum):
+    ACTIVE = "ACTIVE"; PAUSED = "PAUSED"; QUEUED = "QUEUED"; PULLING = "PULLING"
+    STARTING = "STARTING"; RUNNING = "RUNNING"; COMPLETED = "COMPLETED"
+
+def list_experiments(labels=None, states=None):
+    if os.environ["FAKE_MASTER"] == "down":
+        raise ConnectionError("master unreachable")
+    with open(os.environ["FAKE_LOG"], "a") as fh:
+        fh.write(json.dumps({"labels": labels, "states": [s.value for s in states]}) + "\\n")
+    return [object()] if os.environ["FAKE_MASTER"] == "busy" else []
+"""
+
+FAKE_DET = """#!/usr/bin/env bash
+echo "det $*" >> "$FAKE_LOG"
+"""
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> dict[str, str]:
+    pkg = tmp_path / "py" / "determined" / "experimental"
+    pkg.mkdir(parents=True)
+    (pkg.parent / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("from determined.experimental import client\n")
+    (pkg / "client.py").write_text(FAKE_CLIENT)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "det").write_text(FAKE_DET)
+    (bin_dir / "det").chmod(0o755)
+    # python3 -> this interpreter (the fake `determined` on PYTHONPATH shadows the real one).
+    (bin_dir / "python3").symlink_to(sys.executable)
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "PYTHONPATH": str(tmp_path / "py"),
+        "FAKE_LOG": str(tmp_path / "log.txt"),
+        "HOME": str(tmp_path),
+    }
+
+
+def run(fakes: dict[str, str], master: str) -> tuple[int, list[str]]:
+    env = {**fakes, "FAKE_MASTER": master}
+    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    log = Path(fakes["FAKE_LOG"])
+    return proc.returncode, log.read_text().splitlines() if log.exists() else []
+
+
+def test_starts_the_recurring_sweep_when_none_is_running(fakes: dict[str, str]) -> None:
+    code, log = run(fakes, "idle")
+    assert code == 0
+    assert '"labels": ["recurring"]' in log[0] and "RUNNING" in log[0]
+    assert log[1] == "det experiment create experiment_yamls/det_recurring_sweep.yaml ."
+
+
+def test_skips_while_the_previous_sweep_runs(fakes: dict[str, str]) -> None:
+    code, log = run(fakes, "busy")
+    assert code == 0 and not any(line.startswith("det ") for line in log)
+
+
+def test_fails_loudly_when_the_master_cannot_be_asked(fakes: dict[str, str]) -> None:
+    code, log = run(fakes, "down")
+    assert code == 1 and log == []
