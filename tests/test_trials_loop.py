@@ -14,6 +14,8 @@ from trials.errors import InvalidTrial, TrainingDiverged, TrialOutOfMemory, is_o
 from trials.hparams import HParamsError, parse_hparams
 from trials.loop import TIMING_KEYS, TrialRun, train_to
 
+REPO = Path(__file__).resolve().parents[1]
+
 NB201_ARCH = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
 )
@@ -107,6 +109,10 @@ def test_invalid_architecture_is_an_invalid_trial() -> None:
         TrialRun(hparams(arch="|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
     with pytest.raises(InvalidTrial, match="unknown search space"):
         TrialRun(hparams(space="nope", arch="x"))
+    bad_option = hparams()
+    bad_option["space_options"] = {"C": 8, "N": 1, "depth": 3}
+    with pytest.raises(HParamsError, match=r"hparams\.space_options.*depth"):
+        TrialRun(bad_option)
 
 
 def test_huge_learning_rate_stops_with_nan_outcome(tmp_path: Path) -> None:
@@ -178,3 +184,18 @@ def test_model_too_big_for_memory_is_an_oom_outcome() -> None:
     assert isinstance(info.value, InvalidTrial)  # Determined: InvalidHP, like a bad arch
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+@pytest.mark.parametrize(
+    "config",
+    sorted(p.name for p in (REPO / "experiment_yamls").glob("*.yaml") if "det_" not in p.name),
+)
+def test_searcher_configs_produce_hparams_the_trial_accepts(config: str) -> None:
+    # The contract between rooms: what the searcher forwards must validate here unchanged.
+    from searchers.config import load_config
+
+    cfg = load_config(REPO / "experiment_yamls" / config)
+    hp = {**cfg.trial_hparams_base(), "space": cfg.space.name, "arch": "x", "seed": 1}
+    parsed = parse_hparams(hp)
+    assert parsed.training.max_epochs == cfg.early_stopping.max_length
+    assert parsed.data.dataset == cfg.data.dataset

@@ -38,8 +38,8 @@ class TrainingSettings(_Section):
     weight_decay: float = Field(5e-4, ge=0.0)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    #: Max gradient norm; 0 disables clipping.
-    grad_clip: float = Field(5.0, ge=0.0)
+    #: Max gradient norm; None or 0 disables clipping.
+    grad_clip: float | None = Field(5.0, ge=0.0)
     amp: Literal["off", "bf16", "fp16"] = "off"
     channels_last: bool = False
     compile: bool = False

@@ -95,14 +95,17 @@ class TrialRun:
         info = self.data.info
         try:
             self.space = get_space(hp.space, **hp.space_options)
+        except TypeError as exc:  # an option the space's constructor does not take
+            raise HParamsError(f"hparams.space_options {hp.space_options}: {exc}") from exc
+        except ArchitectureError as exc:
+            raise InvalidTrial(f"search space {hp.space!r} refused: {exc}") from exc
+        try:
             self.arch = self.space.validate(hp.arch)
             torch.manual_seed(derive_seed(hp.seed, INIT_STREAM))
             with _out_of_memory_is_invalid("building the model"):
                 model = self.space.build(self.arch, info.num_classes, info.input_shape)
         except ArchitectureError as exc:
             raise InvalidTrial(f"architecture rejected by space {hp.space!r}: {exc}") from exc
-        except TypeError as exc:  # unknown space option, e.g. {"C": 16, "X": 1}
-            raise InvalidTrial(f"space {hp.space!r} options {hp.space_options}: {exc}") from exc
         # Training randomness (dropout, drop-path) has its own stream, independent of init.
         train_seed = derive_seed(hp.seed, TRAIN_STREAM)
         torch.manual_seed(train_seed)
@@ -183,7 +186,7 @@ class TrialRun:
                 loss = self.criterion(logits.float(), y)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
-                if t.grad_clip > 0:
+                if t.grad_clip:
                     self.scaler.unscale_(self.optimizer)
                     nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
                 self.scaler.step(self.optimizer)
