@@ -61,8 +61,12 @@ class Strategy(ABC):
         """One proposal (a valid architecture string of ``self.space``)."""
 
     def tell(self, arch: str, values: Mapping[str, float] | None) -> None:
-        """Record the result of ``arch``: its metric values, or ``None`` when it failed."""
-        clean = None if values is None else _clean_values(values)
+        """Record the result of ``arch``: its metric values, or ``None`` when it failed.
+
+        Only the metrics the objectives read are kept (numeric, finite), which keeps the
+        history small in the search state.
+        """
+        clean = None if values is None else _clean_values(values, self.objectives.needed_metrics)
         self.history.append((arch, clean))
         self._observe(arch, clean)
 
@@ -101,10 +105,11 @@ class Strategy(ABC):
         return [(a, v) for a, v in self.history if v is not None]
 
 
-def _clean_values(values: Mapping[str, Any]) -> dict[str, float]:
-    """Keep numeric values as floats (NaN/inf dropped, so the dict stays pure JSON)."""
+def _clean_values(values: Mapping[str, Any], keep: tuple[str, ...]) -> dict[str, float]:
+    """The ``keep`` metrics as floats (non-numeric, NaN and inf dropped: pure JSON)."""
     out: dict[str, float] = {}
-    for k, v in values.items():
+    for k in keep:
+        v = values.get(k)
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             continue
         f = float(v)
