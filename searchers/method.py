@@ -249,7 +249,7 @@ class SearchMethod:
         """Fraction of the trial budget whose outcome is settled (1.0 once shut down)."""
         if self.shut_down:
             return 1.0
-        settled = sum(1 for r in self.trials.values() if r["status"] not in ("running",))
+        settled = len(self.trials) - len(self.running)  # status "running" <=> in self.running
         return min(0.99, settled / self.config.budget.max_trials)
 
     # -- results ---------------------------------------------------------------------------
