@@ -75,3 +75,46 @@ def test_skips_while_the_previous_sweep_runs(fakes: dict[str, str]) -> None:
 def test_fails_loudly_when_the_master_cannot_be_asked(fakes: dict[str, str]) -> None:
     code, log = run(fakes, "down")
     assert code == 1 and log == []
+
+
+HOOK = REPO / "startup-hook.sh"
+# A stand-in for the task image's python3: import checks answer $IMPORTS_OK; anything else
+# (pip) is only recorded, never run.
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [[ "$1" == "-c" ]]; then exit "$IMPORTS_OK"; fi
+echo "python3 $*" >> "$FAKE_LOG"
+"""
+
+
+def run_hook(tmp_path: Path, *, gpu: bool, image_has_everything: bool = False) -> list[str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(FAKE_PYTHON)
+    (bin_dir / "python3").chmod(0o755)
+    if gpu:
+        (bin_dir / "nvidia-smi").write_text("#!/usr/bin/env bash\necho 'GPU 0: H100'\n")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+    log = tmp_path / "log.txt"
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "FAKE_LOG": str(log),
+        "IMPORTS_OK": "0" if image_has_everything else "1",
+    }
+    proc = subprocess.run(["bash", str(HOOK)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_startup_hook_installs_one_onnxruntime_and_never_torch(tmp_path: Path, gpu: bool) -> None:
+    calls = run_hook(tmp_path, gpu=gpu)
+    assert all(c.startswith("python3 -m pip install") for c in calls)
+    packages = " ".join(calls)
+    assert "moocore" in packages and "pydantic" in packages and "onnx>=" in packages
+    assert "torch" not in packages and "determined" not in packages
+    assert ("onnxruntime-gpu" in packages) is gpu
+    assert ("onnxruntime>=" in packages) is not gpu
+
+
+def test_startup_hook_does_nothing_when_the_image_has_everything(tmp_path: Path) -> None:
+    assert run_hook(tmp_path, gpu=True, image_has_everything=True) == []
