@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from latency.errors import LatencyError
+from latency.timing import TimingConfig
 
 
 def _input_shape(text: str) -> tuple[int, ...]:
@@ -45,6 +46,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", default=None, help="SQLite latency cache path")
+    parser.add_argument("--clock", default="auto", choices=("auto", "wall", "thread_cpu"))
+    defaults = TimingConfig()
+    parser.add_argument("--warmup", type=float, default=defaults.warmup_s, help="seconds")
+    parser.add_argument("--min-runs", type=int, default=defaults.min_runs)
+    parser.add_argument("--min-duration", type=float, default=defaults.min_duration_s)
+    parser.add_argument("--max-attempts", type=int, default=defaults.max_attempts)
+    parser.add_argument("--cv-threshold", type=float, default=defaults.cv_threshold)
+
+
+def _timing(args: argparse.Namespace) -> TimingConfig:
+    return TimingConfig(
+        warmup_s=args.warmup,
+        min_runs=args.min_runs,
+        min_duration_s=args.min_duration,
+        max_attempts=args.max_attempts,
+        cv_threshold=args.cv_threshold,
+    )
 
 
 def add_parser(sub: Any, name: str = "latency") -> argparse.ArgumentParser:
@@ -90,6 +108,8 @@ def run_measure(args: argparse.Namespace) -> int:
         cache_path=args.cache,
         compile=args.compile,
         cuda_graph=args.cuda_graph,
+        clock=args.clock,
+        timing=_timing(args),
     )
     summary = result.summary()
     if args.json:
@@ -130,6 +150,8 @@ def run_profile(args: argparse.Namespace) -> int:
             input_shape=args.input,
             num_classes=args.num_classes,
             cache_path=args.cache,
+            timing=_timing(args),
+            clock=args.clock,
             on_result=lambda _: progress.advance(task),
         )
     if args.measurements:

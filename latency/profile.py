@@ -41,6 +41,7 @@ def measure_many(
     num_classes: int = 10,
     cache_path: str | None = None,
     timing: TimingConfig | None = None,
+    clock: str = "auto",
     on_result: Callable[[LatencyResult], None] | None = None,
 ) -> list[LatencyResult]:
     """Measure each architecture, reusing one torch-free worker for all ONNX backends."""
@@ -61,6 +62,7 @@ def measure_many(
                 num_classes=num_classes,
                 cache_path=cache_path,
                 timing=timing,
+                clock=clock,
                 worker=worker,
             )
             results.append(result)

@@ -193,3 +193,23 @@ def test_cpu_clock_is_thread_cpu_on_one_thread_and_wall_on_request(worker):
     assert wall.stats.median_ms == wall.stats.host_median_ms
     with pytest.raises(ValueError, match="needs threads=1"):
         measure_architecture(space, arch, clock="thread_cpu", threads=2, **kwargs)
+
+
+def test_cli_profile_measures_fits_and_saves(tmp_path, capsys):
+    from latency.predictor import LatencyPredictor
+
+    out = tmp_path / "predictor.json"
+    measurements = tmp_path / "m.jsonl"
+    code = main(
+        ["profile", "--space", "nb201", "--space-options", '{"C": 4, "N": 1}', "--input",
+         "3x8x8", "--n", "8", "--out", str(out), "--measurements", str(measurements),
+         "--warmup", "0.01", "--min-duration", "0.02", "--min-runs", "5", "--max-attempts", "1"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "lookup" in printed and "ridge" in printed and "saved lookup predictor" in printed
+    rows = [json.loads(line) for line in measurements.read_text().splitlines()]
+    assert len(rows) == 8 and all(r["median_ms"] > 0 for r in rows)
+    predictor = LatencyPredictor.load(out)
+    assert predictor.kind == "lookup" and predictor.meta["n_train"] == 8
+    assert predictor.predict(rows[0]["arch"]) > 0
