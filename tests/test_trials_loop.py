@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from trials.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
-from trials.errors import InvalidTrial, TrainingDiverged, TrialOutOfMemory, is_out_of_memory
+from trials.errors import (
+    InvalidTrial,
+    TrainingDiverged,
+    TrialError,
+    TrialOutOfMemory,
+    is_out_of_memory,
+)
 from trials.hparams import HParamsError, parse_hparams
 from trials.loop import TIMING_KEYS, TrialRun, train_to
 
@@ -199,3 +205,14 @@ def test_searcher_configs_produce_hparams_the_trial_accepts(config: str) -> None
     parsed = parse_hparams(hp)
     assert parsed.training.max_epochs == cfg.early_stopping.max_length
     assert parsed.data.dataset == cfg.data.dataset
+
+
+def test_unusable_latency_backend_fails_before_any_training() -> None:
+    hp = hparams()
+    hp["latency"] = {"enabled": True, "backend": "trt-fp16"}  # TensorRT: not on this machine
+    with pytest.raises(TrialError, match=r"hparams\.latency\.backend='trt-fp16'") as info:
+        TrialRun(hp)
+    assert info.value.kind == "error"
+    hp["latency"]["backend"] = "no-such-backend"
+    with pytest.raises(TrialError, match="unknown latency backend"):
+        TrialRun(hp)

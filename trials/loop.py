@@ -28,7 +28,13 @@ from trials.checkpoint import (
     save_checkpoint,
 )
 from trials.data import INIT_STREAM, TRAIN_STREAM, TrialData, derive_seed, load_data
-from trials.errors import InvalidTrial, TrainingDiverged, TrialOutOfMemory, is_out_of_memory
+from trials.errors import (
+    InvalidTrial,
+    TrainingDiverged,
+    TrialError,
+    TrialOutOfMemory,
+    is_out_of_memory,
+)
 from trials.hparams import HParamsError, TrialHParams, parse_hparams
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,17 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
     return int(counter.get_total_flops())
 
 
+def check_latency_backend(backend: str) -> None:
+    """Fail before training when the latency backend cannot run here (no device time wasted
+    on a trial whose cost could never be measured)."""
+    import latency
+
+    try:
+        latency.get_backend(backend).check_available()
+    except latency.LatencyError as exc:
+        raise TrialError(f"hparams.latency.backend={backend!r} cannot run here: {exc}") from exc
+
+
 @contextlib.contextmanager
 def _out_of_memory_is_invalid(what: str) -> Iterator[None]:
     """Turn allocator failures into ``TrialOutOfMemory`` (the trial is invalid at this size)."""
@@ -89,6 +106,8 @@ class TrialRun:
         self.hp = parse_hparams(hparams)
         self.device = torch.device(device) if device else default_device()
         hp, training = self.hp, self.hp.training
+        if hp.latency.enabled:
+            check_latency_backend(hp.latency.backend)
         if self.device.type == "cpu" and training.cpu_threads is not None:
             torch.set_num_threads(training.cpu_threads)
         self.data = data if data is not None else load_data(hp.data, hp.seed)
