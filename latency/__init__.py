@@ -12,6 +12,7 @@ from typing import Any
 
 _EXPORTS = {
     "measure_architecture": "latency.measure",
+    "cached_latency": "latency.measure",
     "LatencyResult": "latency.result",
     "TimingConfig": "latency.timing",
     "TimingStats": "latency.timing",

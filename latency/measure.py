@@ -98,6 +98,88 @@ def build_model(space: SearchSpace, arch: str, num_classes: int, input_shape: tu
         return space.build(arch, num_classes=num_classes, input_shape=tuple(input_shape))
 
 
+def _target(
+    space: SearchSpace | str,
+    arch: str,
+    *,
+    space_options: dict[str, Any] | None,
+    backend: str,
+    batch: int,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    threads: int,
+    precision: str | None,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    engine_cache_dir: str | None = None,
+    clock: str = "auto",
+) -> tuple[SearchSpace, str, Any, dict[str, Any]]:
+    """(space, normalised arch, configured backend, cache-key fields) for one target."""
+    space = resolve_space(space, space_options)
+    arch = space.validate(arch)
+    input_shape = tuple(int(d) for d in input_shape)
+    options = BackendOptions(
+        threads=threads,
+        compile=compile,
+        cuda_graph=cuda_graph,
+        cache_dir=engine_cache_dir,
+        clock=clock,
+    )
+    if precision is not None:
+        options.precision = precision
+    target = get_backend(backend, options)
+    extra: dict[str, Any] = {"clock": target.clock()}
+    if target.artefact == "torch":
+        extra.update(compile=compile, cuda_graph=cuda_graph)
+    fields = target_fields(
+        space,
+        arch,
+        backend=backend,
+        precision=target.options.precision,
+        batch=batch,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        threads=threads,
+        extra=extra,
+    )
+    return space, arch, target, fields
+
+
+def cached_latency(
+    space: SearchSpace | str,
+    arch: str,
+    *,
+    cache_path: str | Path,
+    backend: str = "ort-cpu",
+    batch: int = 1,
+    input_shape: tuple[int, ...] = (3, 32, 32),
+    num_classes: int = 10,
+    threads: int = 1,
+    precision: str | None = None,
+    space_options: dict[str, Any] | None = None,
+    clock: str = "auto",
+) -> LatencyResult | None:
+    """The cached figure for this target, or ``None``; never measures (for the searcher's
+    pre-filter, which must not spend compute on candidates)."""
+    if not Path(cache_path).exists():
+        return None
+    _, _, _, fields = _target(
+        space,
+        arch,
+        space_options=space_options,
+        backend=backend,
+        batch=batch,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        threads=threads,
+        precision=precision,
+        clock=clock,
+    )
+    with LatencyCache(cache_path) as cache:
+        hit = cache.get(cache_key(fields))
+    return LatencyResult.from_dict(hit, cached=True) if hit is not None else None
+
+
 def measure_architecture(
     space: SearchSpace | str,
     arch: str,
@@ -129,34 +211,23 @@ def measure_architecture(
     times ONNX backends in this process (only for processes that do no torch compute).
     """
     start = time.perf_counter()
-    space = resolve_space(space, space_options)
-    arch = space.validate(arch)
-    input_shape = tuple(int(d) for d in input_shape)
-    options = BackendOptions(
-        threads=threads,
-        compile=compile,
-        cuda_graph=cuda_graph,
-        cache_dir=engine_cache_dir,
-        clock=clock,
-    )
-    if precision is not None:
-        options.precision = precision
-    target = get_backend(backend, options)
-    precision = target.options.precision
-    extra = {"clock": target.clock()}
-    if target.artefact == "torch":
-        extra.update(compile=compile, cuda_graph=cuda_graph)
-    fields = target_fields(
+    space, arch, target, fields = _target(
         space,
         arch,
+        space_options=space_options,
         backend=backend,
-        precision=precision,
         batch=batch,
         input_shape=input_shape,
         num_classes=num_classes,
         threads=threads,
-        extra=extra,
+        precision=precision,
+        compile=compile,
+        cuda_graph=cuda_graph,
+        engine_cache_dir=engine_cache_dir,
+        clock=clock,
     )
+    input_shape = tuple(fields["input_shape"])
+    precision = target.options.precision
     key = cache_key(fields)
     cache = LatencyCache(cache_path) if cache_path is not None else None
     try:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from latency import LatencyResult, TimingConfig, measure_architecture
+from latency import LatencyResult, TimingConfig, cached_latency, measure_architecture
 from latency.cache import LatencyCache, cache_key
 from latency.cli import main
 from latency.worker import OnnxWorker
@@ -87,6 +87,11 @@ def test_cache_hit_path_measures_nothing_twice(tmp_path, worker):
     again = measure_architecture(space, arch, **kwargs)
     assert worker.count == before + 1 and again.cached
     assert again.stats == first.stats and again.to_metrics()["latency_cached"] is True
+    # The searcher's pre-filter reads the cache without ever measuring.
+    peek = cached_latency(space, arch, cache_path=cache, input_shape=(3, 16, 16))
+    assert peek is not None and peek.stats == first.stats
+    assert cached_latency(space, arch, cache_path=cache, input_shape=(3, 16, 16), batch=4) is None
+    assert cached_latency(space, arch, cache_path=tmp_path / "none.sqlite") is None
     # Another target (batch 2) is a different key and is measured.
     measure_architecture(space, arch, batch=2, **kwargs)
     assert worker.count == before + 2

@@ -4,6 +4,10 @@ Not yet verified on hardware: TensorRT cannot be installed on the project's mach
 engine-build logic (parse, precision flags, timing cache, errors) is tested with a test double
 of the ``tensorrt`` module; execution uses torch CUDA tensors for buffers and CUDA events for
 device time. The module ``tensorrt`` is imported lazily, or injected (``trt=``) for tests.
+
+``trt-int8`` sets the INT8 and FP16 flags; pass an ``IInt8Calibrator`` as
+``BackendOptions.extra["calibrator"]`` (or export a Q/DQ model) for layers to run in INT8 —
+without scales TensorRT keeps them in FP16, so the figure is then an FP16 one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from latency.backends.base import Backend, Loaded
 from latency.errors import BackendUnavailableError, MeasurementError
@@ -179,7 +185,7 @@ class TensorrtBackend(Backend):
                 context.set_input_shape(name, shape)
             else:
                 shape = tuple(context.get_tensor_shape(name))
-            dtype = torch.from_numpy(trt.nptype(engine.get_tensor_dtype(name))(0).reshape(1)).dtype
+            dtype = torch.from_numpy(np.zeros(1, trt.nptype(engine.get_tensor_dtype(name)))).dtype
             tensor = torch.randn(shape, device=device).to(dtype)
             context.set_tensor_address(name, tensor.data_ptr())
             buffers.append(tensor)
