@@ -263,6 +263,13 @@ class TrialRun:
                 f"requested length {target_epochs} epochs exceeds hparams.training.max_epochs="
                 f"{max_epochs} (the cosine schedule ends there)"
             )
+        if self.epoch > target_epochs:
+            log.warning(
+                "asked for %d epochs but the checkpoint is already at %d; reporting epoch %d",
+                target_epochs,
+                self.epoch,
+                self.epoch,
+            )
         while self.epoch < target_epochs:
             metrics = self.train_epoch()
             if after_epoch is not None:
