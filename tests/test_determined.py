@@ -319,7 +319,7 @@ def test_master_restarts_errored_trials_within_max_restarts(core_context: Any) -
     assert master.restarts_used == 1
 
 
-@pytest.mark.parametrize("crash_after_posts", [2, 9, 23])
+@pytest.mark.parametrize("crash_after_posts", [2, 9, 16, 23, 30])
 def test_searcher_restart_mid_search_resumes_from_its_checkpoint(
     core_context: Any, crash_after_posts: int
 ) -> None:
@@ -399,6 +399,11 @@ def test_checkpoints_hold_json_state_and_the_report_and_metrics_chart_the_search
         pareto = json.loads((report / "pareto.json").read_text())
         assert pareto["n_trials"] == 5  # the final results, not the first drawing
         assert pareto["front"] and all(m["metrics"]["latency_ms"] <= 5.5 for m in pareto["front"])
+
+    # A checkpoint per event, except trial-progress events (they change no search state).
+    storage = Path(core_context.checkpoint._storage_manager._base_path)
+    progress_events = sum(len(t.validations) for t in master.trials.values())
+    assert len(list(storage.iterdir())) <= master.event_count - progress_events + 1
 
     reported = core_context.train.validation
     assert reported, "the searcher reported no metrics for the web UI"

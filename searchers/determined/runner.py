@@ -113,6 +113,7 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
         self._report_time = -math.inf
         self._metrics_key: Any = None
         self._metrics: dict[str, float] = {}
+        self._progress_only = False
 
     @classmethod
     def from_cluster(
@@ -144,6 +145,7 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
             # USER_CANCELED (a kill from the CLI or web UI), which would crash the searcher
             # into a restart loop; both mean "a user stopped this trial".
             exited.exitedReason = bindings.v1TrialExitedEarlyExitedReason.USER_REQUESTED_STOP
+        self._progress_only = event.trialProgress is not None
         return super()._get_operations(event)
 
     def run_experiment(self, *args: Any, **kwargs: Any) -> None:
@@ -157,6 +159,12 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_state(self, experiment_id: int, operations: list[det_searcher.Operation]) -> None:
+        if self._progress_only and all(isinstance(op, det_searcher.Progress) for op in operations):
+            # Trials report progress every epoch; a checkpoint for each would multiply the
+            # searcher's checkpoints several-fold. Skipping is safe: such an event changes no
+            # search state, and after a restart the master's queue starts past it (it was
+            # acknowledged) or it is simply handled again.
+            return
         steps_completed = self.state.last_event_id
         metadata = {"steps_completed": steps_completed, "hwnas_experiment_id": experiment_id}
         with self.context.checkpoint.store_path(metadata) as (path, storage_id):
