@@ -105,7 +105,7 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
         self.reporter = reporter
         self.last_metrics: dict[str, float] | None = None
         self.last_storage_id: str | None = None
-        #: Redraw the report files at most this often (plots cost ~0.3 s); the metrics are
+        #: Redraw the report files at most this often (plots take about a second); the metrics are
         #: always current, and the files are rewritten when the search shuts down.
         self.report_interval_s = report_interval_s
         self._report_cache: pathlib.Path | None = None

@@ -242,7 +242,8 @@ def records_from_experiment(experiment: Any) -> list[dict[str, Any]]:
     if not records:
         raise WarmStartError(
             f"experiment {getattr(experiment, 'id', '?')}: no trial with an 'arch' "
-            "hyperparameter and validation metrics"
+            "hyperparameter and validation metrics (give the id of the trial experiment the "
+            "searcher created, labelled hwnas-sweep:<search name>, not the searcher's own)"
         )
     return records
 
