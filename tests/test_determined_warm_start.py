@@ -11,6 +11,7 @@ from typing import Any
 
 import determined as det
 import pytest
+import yaml
 from determined.experimental import client as det_client
 from master_simulation import SimulatedMaster, SimulatedSearchRunner
 from test_determined import FakeTrials, search_config
@@ -270,3 +271,19 @@ def test_trial_experiment_builder_names_file_and_field() -> None:
         )
     with pytest.raises(ExperimentConfigError, match=r"t\.yaml: entrypoint"):
         build_trial_experiment({}, search, source="t.yaml")
+
+
+def test_entrypoint_check_prints_what_would_be_submitted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [
+        str(REPO / "experiment_yamls" / "search_nb201_cifar10_trt_fp16.yaml"),
+        "--trial-experiment",
+        str(REPO / "experiment_yamls" / "det_trials_gpu.yaml"),
+        "--check",
+    ]
+    assert entry.main(argv) == 0
+    trial_experiment, hparams = yaml.safe_load_all(capsys.readouterr().out)
+    assert trial_experiment["name"] == "nb201-cifar10-trt-fp16-trials"
+    assert trial_experiment["searcher"]["name"] == "custom"
+    assert hparams["latency"]["backend"] == "trt-fp16" and hparams["space"] == "nb201"

@@ -9,6 +9,7 @@ task restarts (``max_restarts``), it resumes from its latest checkpoint instead.
 Arguments come from the command line or, where not given there, from the searcher
 experiment's ``hyperparameters`` (``search_config``, ``trial_experiment``, ``warm_start``), so
 ``det experiment create ... --config hyperparameters.warm_start=experiment:42`` works.
+``--check`` validates the files and prints what would be submitted, without a cluster.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--context", default=".", help="context directory uploaded with the trial experiment"
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="no cluster needed: validate both files, print the trial experiment config and "
+        "the first trial's hparams as YAML, and exit",
+    )
     return parser
 
 
@@ -53,6 +60,19 @@ def resolve_args(args: argparse.Namespace, hparams: dict[str, Any]) -> dict[str,
                 f"hyperparameters.{key} of the searcher experiment"
             )
     return resolved
+
+
+def print_check(trial_experiment: dict[str, Any], first_operations: list[Any]) -> None:
+    """What the searcher would submit: the trial experiment and the first trial's hparams."""
+    import yaml
+
+    from searchers.operations import Create
+
+    create = next(op for op in first_operations if isinstance(op, Create))
+    print("# trial experiment config (client.create_experiment)")
+    print(yaml.safe_dump(trial_experiment, sort_keys=False), end="")
+    print("---\n# hparams of the first trial (its Create operation)")
+    print(yaml.safe_dump(create.hparams, sort_keys=False), end="")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         load_yaml_mapping(opts["trial_experiment"]), search, source=opts["trial_experiment"]
     )
     method = SearchMethod(search)
+    if args.check:
+        print_check(trial_experiment, SearchMethod(search).initial_operations())
+        return 0
     with det.core.init() as core_context:
         adapter = HwnasSearchMethod(method)
         reporter = SearchReporter(search.to_objectives(), meta={"search": search.name})
