@@ -59,11 +59,16 @@ def run_trial(core_context: Any, hparams: dict[str, Any], latest_checkpoint: str
         if latest_checkpoint is not None:
             with core_context.checkpoint.restore_path(latest_checkpoint) as path:
                 trial.restore(path)
+
+        def store_checkpoint() -> None:
+            metadata = {"steps_completed": trial.epoch}
+            with core_context.checkpoint.store_path(metadata) as (path, _storage_id):
+                trial.save(path)
+
         for op in core_context.searcher.operations():
 
             def after_epoch(epoch: int, train_metrics: dict[str, Any], op: Any = op) -> None:
-                with core_context.checkpoint.store_path({"steps_completed": epoch}) as (path, _):
-                    trial.save(path)
+                store_checkpoint()
                 core_context.train.report_training_metrics(
                     steps_completed=epoch, metrics=reportable(train_metrics)
                 )
@@ -77,12 +82,7 @@ def run_trial(core_context: Any, hparams: dict[str, Any], latest_checkpoint: str
             had_latency = trial.latency is not None
             metrics = trial.metrics()
             if trial.latency is not None and not had_latency:
-                # Store the measurement so a promoted (restarted) trial need not measure again.
-                with core_context.checkpoint.store_path({"steps_completed": trial.epoch}) as (
-                    path,
-                    _,
-                ):
-                    trial.save(path)
+                store_checkpoint()  # keep the measurement: a restarted trial need not redo it
             core_context.train.report_validation_metrics(
                 steps_completed=trial.epoch, metrics=reportable(metrics)
             )
