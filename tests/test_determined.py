@@ -156,6 +156,9 @@ def test_operations_translate_to_determined_and_back_to_json() -> None:
     # The pending-operations file round trip (JSON, never pickle).
     back = [det_operation_from_json(det_operation_to_json(op)) for op in out]
     assert [det_operation_to_json(op) for op in back] == [det_operation_to_json(op) for op in out]
+    # And back, in the method's terms (Progress has no engine-neutral form).
+    neutral = [ops.Create(4, hparams), ops.ValidateAfter(4, 3), ops.Close(4), ops.Shutdown(True)]
+    assert adapter.from_determined([*out, det_searcher.Progress(0.5)]) == neutral
     with pytest.raises(ValueError, match="twice"):
         adapter.to_determined([ops.Create(4, hparams)])
 

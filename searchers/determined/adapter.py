@@ -118,6 +118,25 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
                 raise TypeError(f"search method returned a non-operation: {op!r}")
         return out
 
+    # -- operations: Determined -> engine-neutral ---------------------------------------------
+    def from_determined(self, operations: Iterable[det_searcher.Operation]) -> list[ops.Operation]:
+        """The inverse of ``to_determined`` for trials we created (``Progress`` has no
+        engine-neutral form and is left out): what the master was asked, in the method's
+        terms (for logs, resubmitted operations and tests)."""
+        out: list[ops.Operation] = []
+        for op in operations:
+            if isinstance(op, det_searcher.Create):
+                out.append(ops.Create(self._trial_ids[op.request_id], json.loads(op.hparams)))
+            elif isinstance(op, det_searcher.ValidateAfter):
+                out.append(ops.ValidateAfter(self._trial_ids[op.request_id], int(op.length)))
+            elif isinstance(op, det_searcher.Close):
+                out.append(ops.Close(self._trial_ids[op.request_id]))
+            elif isinstance(op, det_searcher.Shutdown):
+                out.append(ops.Shutdown(failure=op.failure))
+            elif not isinstance(op, det_searcher.Progress):
+                raise TypeError(f"not a determined.searcher operation: {op!r}")
+        return out
+
     def _known(self, request_id: uuid.UUID, event: str) -> int | None:
         tid = self._trial_ids.get(request_id)
         if tid is None:

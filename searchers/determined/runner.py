@@ -194,6 +194,12 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
                     f"checkpoint {storage_id}: cannot read {OPS_FILE} ({exc}); was it written "
                     "by hwnas's runner?"
                 ) from exc
+        logger.info(
+            "resuming experiment %d after event %d; operations to re-post if unacknowledged: %s",
+            experiment_id,
+            self.state.last_event_id,
+            self.search_method.from_determined(operations),
+        )
         return experiment_id, operations
 
     def _write_report(self, directory: pathlib.Path, *, final: bool) -> dict[str, float] | None:
