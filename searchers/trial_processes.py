@@ -224,33 +224,33 @@ class TrialPool:
     def _reap(self, proc: TrialProcess) -> TrialOutcome:
         seconds = time.monotonic() - proc.started
         rc = proc.popen.returncode
-        if proc.timed_out:
+        # A result written before the kill still counts (e.g. a child stuck in its teardown).
+        result = read_result(proc.result_path)
+        if result is not None:
+            outcome = outcome_from_result(proc.trial_id, proc.length, result, seconds)
+        elif proc.timed_out:
             message = f"killed after exceeding the trial timeout of {self.timeout_s:g} s"
             outcome = TrialOutcome(
                 proc.trial_id, proc.length, False, kind="timeout", message=message, seconds=seconds
             )
+        elif rc == -signal.SIGKILL:  # not ours: most likely the kernel's out-of-memory killer
+            outcome = TrialOutcome(
+                proc.trial_id,
+                proc.length,
+                False,
+                kind="oom",
+                message="child killed by SIGKILL (out of memory?)",
+                seconds=seconds,
+            )
         else:
-            result = read_result(proc.result_path)
-            if result is not None:
-                outcome = outcome_from_result(proc.trial_id, proc.length, result, seconds)
-            elif rc == -signal.SIGKILL:
-                outcome = TrialOutcome(
-                    proc.trial_id,
-                    proc.length,
-                    False,
-                    kind="oom",
-                    message="child killed by SIGKILL (out of memory?)",
-                    seconds=seconds,
-                )
-            else:
-                outcome = TrialOutcome(
-                    proc.trial_id,
-                    proc.length,
-                    False,
-                    kind="crash",
-                    message=f"child exited with code {rc} and no result; see log.txt",
-                    seconds=seconds,
-                )
+            outcome = TrialOutcome(
+                proc.trial_id,
+                proc.length,
+                False,
+                kind="crash",
+                message=f"child exited with code {rc} and no result; see log.txt",
+                seconds=seconds,
+            )
         status = "ok" if outcome.ok else f"{outcome.kind}: {outcome.message}"
         proc.log.write(f"=== hwnas: exit code {rc}, {seconds:.1f} s, {status} ===\n")
         proc.log.close()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from hwnas.cli import main as cli_main
-from searchers.config import ConfigError, parse_config
+from searchers.config import ConfigError, load_config, parse_config
 from searchers.local_progress import ProgressView
 from searchers.local_runner import RunnerError, load_state, render_report, run_search
 from searchers.trial_processes import TrialPool
@@ -350,3 +350,10 @@ def test_hard_kill_then_resume_finishes_without_training_twice(tmp_path):
     ledger = _ledger(tmp_path)
     assert len(ledger) == len({(t, n) for t, n, _ in ledger})
     assert all(lengths for _, lengths, _ in _final(out).values())
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiment_yamls").glob("local_*.yaml")))
+def test_shipped_local_configs_validate(path):
+    config = load_config(path)
+    assert config.latency.backend == "ort-cpu" and config.data.dataset == "digits"
+    assert len(config.objectives) == 2  # the demo shows an accuracy-latency front
