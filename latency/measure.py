@@ -10,6 +10,7 @@ imports this package, stays torch-free.
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import tempfile
 import time
@@ -289,6 +290,9 @@ def _measure_onnx(target, model, common, timing, worker, isolate, start) -> Late
     from latency.worker import OnnxWorker, handle
 
     label = f"{common['space']} architecture {common['arch']}"
+    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper -> the module it wraps
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        model = copy.deepcopy(model).cpu()  # leave the caller's (GPU) model where it is
     with tempfile.TemporaryDirectory(prefix="hwnas-latency-") as tmp:
         exported = export_onnx(
             model,

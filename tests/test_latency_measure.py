@@ -218,3 +218,19 @@ def test_cli_profile_measures_fits_and_saves(tmp_path, capsys):
     predictor = LatencyPredictor.load(out)
     assert predictor.kind == "lookup" and predictor.meta["n_train"] == 8
     assert predictor.predict(rows[0]["arch"]) > 0
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_measures_a_given_model_and_leaves_it_as_it_was(compiled, worker):
+    space = get_space("nb201", C=4, N=1)
+    arch = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|none~1|avg_pool_3x3~2|"
+    model = space.build(arch, input_shape=(3, 16, 16))
+    model.train()
+    # A trial may hand over its torch.compile'd module (never called here; importing dynamo
+    # alone takes ~10 s on a loaded 2-core box, hence slow).
+    given = torch.compile(model) if compiled else model
+    result = measure_architecture(
+        space, arch, model=given, input_shape=(3, 16, 16), timing=QUICK, worker=worker
+    )
+    assert result.median_ms > 0 and result.export["max_abs_diff"] <= 1e-4
+    assert model.training
