@@ -243,3 +243,31 @@ def test_default_path_falls_back_to_user_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(pretrain_module, "PACKAGE_WEIGHTS", Path(tmp_path / "none"))
     path = pretrain_module.default_model_path(get_space("nb201"))
     assert path == tmp_path / "arch2vec" / "nb201.pt"
+
+
+def test_strategy_on_a_space_too_large_to_list(tmp_path):
+    """MobileNet: candidates are fresh samples and mutations, embedded on demand."""
+    space = get_space("mobilenet")
+    archs = training_archs(space, limit=200, seed=0, sample_size=400)
+    result = pretrain(*space_graphs(space, archs), default_config(space), epochs=1, seed=0)
+    path = tmp_path / "mobilenet.pt"
+    save_model(result.model, path, space=space, training=result.training)
+    objectives = make_objectives([("validation_accuracy", "maximize"), ("params", "minimize")])
+    opts = {"model_path": str(path), "initial_random": 4, "candidates": 50}
+    runs = []
+    for _ in range(2):
+        s = make_strategy("arch2vec", space, objectives, np.random.default_rng(1), opts)
+        asked = []
+        for i in range(8):
+            arch = s.ask()
+            space.validate(arch)
+            asked.append(arch)
+            stages = space.parse(arch)
+            values = {
+                "validation_accuracy": 0.5 + 0.01 * sum(st[0] for st in stages) + 0.001 * i,
+                "params": float(sum(st[0] * st[2] for st in stages)),
+            }
+            s.tell(arch, values)
+        runs.append(asked)
+    assert runs[0] == runs[1]
+    assert len({space.canonical_key(a) for a in runs[0]}) == 8

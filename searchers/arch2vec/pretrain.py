@@ -243,6 +243,12 @@ def check_model_fits(meta: dict[str, Any], space: SearchSpace, path: str | Path)
         raise ModelFileError(
             f"{path} was trained on space {meta.get('space')!r}, not {space.name!r}"
         )
+    adj, _ = space.graph(space.sample(np.random.default_rng(0)))
+    if meta.get("config", {}).get("num_nodes") != adj.shape[0]:
+        raise ModelFileError(
+            f"{path} was trained on {meta.get('config', {}).get('num_nodes')}-node graphs, but "
+            f"space {space.name!r} has {adj.shape[0]} nodes"
+        )
     if meta.get("op_names") != list(space.graph_op_names()):
         raise ModelFileError(
             f"{path} was trained on node ops {meta.get('op_names')}, but space {space.name!r} "
@@ -258,11 +264,23 @@ def user_cache_dir() -> Path:
     return Path(base) / "hwnas"
 
 
+def graph_format_key(space: SearchSpace) -> str:
+    """Short hash of what a model depends on: the node-op vocabulary and the node count."""
+    adj, _ = space.graph(space.sample(np.random.default_rng(0)))
+    text = json.dumps({"ops": list(space.graph_op_names()), "nodes": int(adj.shape[0])})
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def model_file_name(space: SearchSpace) -> str:
-    """File name for a space's model, e.g. ``nb201.pt`` (options folded in when not default)."""
-    opts = space.space_options()
-    tag = "-".join(f"{k}{v}" for k, v in sorted(opts.items()) if not isinstance(v, (list, dict)))
-    return f"{space.name}.pt" if space.name == "nb201" else f"{space.name}-{tag}.pt"
+    """``<space>.pt`` when the graph format is the default space's, else ``<space>-<hash>.pt``.
+
+    NB201's C/N do not change its graphs, so every NB201 space shares ``nb201.pt``.
+    """
+    from spaces import get_space
+
+    key = graph_format_key(space)
+    default = graph_format_key(get_space(space.name))
+    return f"{space.name}.pt" if key == default else f"{space.name}-{key}.pt"
 
 
 def default_model_path(space: SearchSpace) -> Path:
