@@ -338,5 +338,10 @@ def _measure_onnx(target, model, common, timing, worker, isolate, start) -> Late
         versions=reply["versions"],
         export=export,
         overhead_s=time.perf_counter() - start,
-        info={**reply["info"], "load_s": reply["load_s"], "timing_s": reply["timing_s"]},
+        info={
+            **reply["info"],
+            "load_s": reply["load_s"],
+            "timing_s": reply["timing_s"],
+            "worker_cpu_s": reply["cpu_s"],
+        },
     )

@@ -29,6 +29,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     from latency.device import device_facts
     from latency.timing import TimingConfig, time_callable
 
+    cpu_start = time.process_time()
     try:
         options = BackendOptions(**request.get("options", {}))
         backend = get_backend(request["backend"], options)
@@ -54,6 +55,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             "info": loaded.info,
             "load_s": load_s,
             "timing_s": timing_s,
+            "cpu_s": time.process_time() - cpu_start,  # this process's CPU for the request
         }
     except BackendUnavailableError as exc:
         return {"ok": False, "kind": "unavailable", "message": str(exc)}
