@@ -45,8 +45,9 @@ _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def decode_metrics(metric: dict[str, Any]) -> dict[str, Any]:
-    """The trial's metrics dict as the trial sent it, undoing the master's protobuf trip
-    (non-finite floats arrive as strings; every number arrives as a float)."""
+    """The trial's metrics dict with the master's protobuf trip undone where it loses meaning:
+    non-finite floats arrive as the strings ``"NaN"``/``"Infinity"`` and become floats again
+    (every number arrives as a float, which the method accepts as it is)."""
     out: dict[str, Any] = {}
     for key, value in metric.items():
         if isinstance(value, str) and value in _NON_FINITE:
@@ -56,8 +57,7 @@ def decode_metrics(metric: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_engine_method(state: dict[str, Any]) -> Any:
-    """``searchers.method.SearchMethod.from_state`` (imported late: it pulls in torch-free
-    but heavier modules, and tests may pass their own loader)."""
+    """``searchers.method.SearchMethod.from_state``, imported when first needed."""
     from searchers.method import SearchMethod
 
     return SearchMethod.from_state(state)
