@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,8 +354,6 @@ class FolderData(TrialData):
 
 def _seed_worker(worker_id: int) -> None:
     """Seed numpy and ``random`` in a loader worker from torch's per-worker seed."""
-    import random
-
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
