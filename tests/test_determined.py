@@ -350,6 +350,24 @@ def test_searcher_restart_mid_search_resumes_from_its_checkpoint(
     assert not ignored_trial_ops(master)
 
 
+def test_searcher_crashing_again_right_after_a_restart_still_resumes(core_context: Any) -> None:
+    config = search_config(budget={"max_trials": 6, "max_concurrent": 2})
+    reference = make_runner(SimulatedMaster(FakeTrials(), seed=8), config, core_context)
+    reference.run_simulated()
+
+    ctx = _fresh_context(core_context)
+    master = SimulatedMaster(FakeTrials(), seed=8)
+    latest = None
+    for crash in (7, 1, 1, None):  # the 2nd and 3rd die at their first post
+        runner = make_runner(master, config, ctx, latest_checkpoint=latest, crash_after_posts=crash)
+        try:
+            runner.run_simulated()
+        except SimulatedCrash:
+            latest = runner.last_storage_id
+    assert outcome(runner.search_method.method) == outcome(reference.search_method.method)
+    assert runner.created_experiments == []  # resumed, never a second experiment
+
+
 def test_restart_before_the_event_was_handled_reprocesses_it(core_context: Any) -> None:
     """A crash inside the event handler (before the state was saved) replays that event."""
     config = search_config(budget={"max_trials": 5, "max_concurrent": 2})

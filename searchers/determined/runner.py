@@ -104,7 +104,8 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
         self.latest_checkpoint = latest_checkpoint
         self.reporter = reporter
         self.last_metrics: dict[str, float] | None = None
-        self.last_storage_id: str | None = None
+        #: The searcher's latest checkpoint (what Determined resumes a restarted task from).
+        self.last_storage_id: str | None = latest_checkpoint
         #: Redraw the report files at most this often (plots take about a second); the metrics are
         #: always current, and the files are rewritten when the search shuts down.
         self.report_interval_s = report_interval_s
