@@ -182,7 +182,7 @@ def _print_table(results: list[dict[str, Any]]) -> None:
             " ".join(f"{x:.0f}" for x in r["images_per_second_all"]),
             peak,
         )
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
 
 
 if __name__ == "__main__":
