@@ -169,23 +169,35 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
 
 
 def run_grid(specs: list[RunSpec], table_path: str, jobs: int) -> list[dict[str, Any]]:
-    """Run every spec (in ``jobs`` processes), with a progress bar; results in spec order."""
+    """Run every spec (in ``jobs`` processes) with progress shown; results in spec order."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    console = Console(stderr=True)
     results: list[dict[str, Any] | None] = [None] * len(specs)
+    started = time.perf_counter()
+    step = max(1, len(specs) // 20)
+
+    def done(i: int, result: dict[str, Any], progress: Progress, task: Any) -> None:
+        results[i] = result
+        progress.advance(task)
+        finished = sum(r is not None for r in results)
+        if not console.is_terminal and (finished % step == 0 or finished == len(specs)):
+            # no live bar in a log file: a line every 5%
+            elapsed = time.perf_counter() - started
+            console.print(f"search_quality: {finished}/{len(specs)} runs, {elapsed:.0f} s")
+
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("search-quality runs", total=len(specs))
         if jobs <= 1:
             for i, spec in enumerate(specs):
-                results[i] = run_one(spec, table_path)
-                progress.advance(task)
+                done(i, run_one(spec, table_path), progress, task)
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = {pool.submit(run_one, s, table_path): i for i, s in enumerate(specs)}
                 for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    progress.advance(task)
+                    done(futures[fut], fut.result(), progress, task)
     return [r for r in results if r is not None]
 
 

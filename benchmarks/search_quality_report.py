@@ -173,8 +173,46 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
         "overall": overall,
         "overall_comparisons": overall_cmp,
     }
+    summary["goals"] = goals(summary)
     print_tables(summary, methods)
     return summary
+
+
+#: Issue 7's goals at 100 queries.
+GOAL_BUDGET = 100
+GOAL_HV_RATIO = 0.99
+GOAL_C10_TEST = 94.30
+
+
+def goals(summary: dict[str, Any]) -> dict[str, Any]:
+    """Issue 7's goals per hwnas strategy at 100 queries (empty if the grid lacks them).
+
+    ``hv_ratio`` >= 0.99 (overall mean); the best peer's overall hypervolume ratio at 100
+    reached within 50 queries; single-objective CIFAR-10 test accuracy >= 94.30 on average.
+    """
+    b = str(GOAL_BUDGET)
+    if GOAL_BUDGET not in summary["meta"]["budgets"]:
+        return {}
+    hv = summary["overall"].get("mo:all", {}).get("hv_ratio", {})
+    hv_cmp = summary["overall_comparisons"].get("mo:all", {}).get("hv_ratio", {}).get(b, {})
+    c10 = summary["overall"].get("so:cifar10", {}).get("best_test", {})
+    out: dict[str, Any] = {}
+    for method in summary["meta"]["strategies"]:
+        row: dict[str, Any] = {}
+        if method in hv:
+            mean = hv[method]["at"][b]["mean"]
+            reach = hv_cmp.get("methods", {}).get(method, {}).get("queries_to_reach")
+            row["hv_ratio"] = mean
+            row["hv_ratio_goal_met"] = mean is not None and mean >= GOAL_HV_RATIO
+            row["best_peer"] = hv_cmp.get("best_peer")
+            row["queries_to_best_peer_hv"] = reach
+            row["half_queries_goal_met"] = reach is not None and reach <= GOAL_BUDGET // 2
+        if method in c10:
+            mean = c10[method]["at"][b]["mean"]
+            row["cifar10_test"] = mean
+            row["cifar10_test_goal_met"] = mean is not None and mean >= GOAL_C10_TEST
+        out[method] = row
+    return out
 
 
 def _cell(stats: dict[str, Any], budget: int, decimals: int) -> str:
@@ -233,6 +271,29 @@ def print_tables(summary: dict[str, Any], methods: list[str]) -> None:
                 stats = summary["settings"][k][fig].get(method)
                 row.append("-" if stats is None else _cell(stats, mid, DECIMALS[fig]))
             table.add_row(*row)
+        console.print(table)
+    if summary.get("goals"):
+        table = Table(title=f"issue 7 goals @{GOAL_BUDGET} queries")
+        for col in (
+            "strategy",
+            f"HV ratio >= {GOAL_HV_RATIO}",
+            "n -> best peer's HV <= 50",
+            f"CIFAR-10 test >= {GOAL_C10_TEST}",
+        ):
+            table.add_column(col, justify="right")
+
+        def mark(value: Any, met: bool | None, fmt: str) -> str:
+            if value is None:
+                return "-" if met is None else "never (no)"
+            return f"{value:{fmt}} ({'yes' if met else 'no'})"
+
+        for method, g in summary["goals"].items():
+            table.add_row(
+                method,
+                mark(g.get("hv_ratio"), g.get("hv_ratio_goal_met"), ".4f"),
+                mark(g.get("queries_to_best_peer_hv"), g.get("half_queries_goal_met"), "d"),
+                mark(g.get("cifar10_test"), g.get("cifar10_test_goal_met"), ".2f"),
+            )
         console.print(table)
     console.print(f"runs: {summary['meta']['runs']} in {summary['meta']['elapsed_s']} s")
     console.print(f"wall seconds per run: {summary['timing_s_per_run']}")

@@ -26,6 +26,7 @@ from searchers.config import SearchConfig
 from searchers.method import SearchMethod
 from searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter
 from spaces import ArchitectureError, SearchSpace, get_space
+from spaces.nb201_table import load_table
 
 #: Dataset name -> column prefix in the table.
 DATASET_PREFIX = {"cifar10": "c10", "cifar100": "c100"}
@@ -449,14 +450,12 @@ class TabularRunner:
         self.workers.start((trial_id, length, metrics), metrics["train_time_s"])
 
 
-def default_table_path() -> Path | None:
-    """The NB201 table's path from ``spaces.nb201_table`` when that module is available."""
-    try:
-        from spaces.nb201_table import default_table_path as _default
-    except ImportError:
-        return None
-    path = _default()
-    return Path(path) if path is not None and Path(path).is_file() else None
+def load_benchmark(
+    path: str | Path | None = None, dataset: str = "cifar10", device: str = "raspi4"
+) -> NB201Benchmark:
+    """Load the NB201 table (default: ``spaces.nb201_table.default_table_path()``) and select
+    ``dataset`` and ``device``; ``spaces.nb201_table.TableError`` says where it looked."""
+    return NB201Benchmark.from_table(load_table(path), dataset, device)
 
 
 def run_search_on_table(
@@ -498,6 +497,7 @@ __all__ = [
     "TabularQuery",
     "TabularRunResult",
     "TabularRunner",
+    "load_benchmark",
     "run_search_on_table",
     "table_devices",
 ]

@@ -14,9 +14,10 @@ from searchers.tabular import (
     SimulatedWorkers,
     TabularError,
     TabularRunner,
+    load_benchmark,
     run_search_on_table,
 )
-from spaces.nb201_table import load_table
+from spaces.nb201_table import TableError, load_table
 
 LENGTH = 200
 
@@ -249,3 +250,10 @@ def test_multi_objective_run_and_reproducibility(bench):
     _, r4 = run_search_on_table(cfg, bench, max_queries=10)
     assert r4.rows == r1.rows[:10]
     assert np.all(np.isfinite(r1.observed_accuracy))
+
+
+def test_load_benchmark_by_path(nb201_table_file, tmp_path):
+    b = load_benchmark(nb201_table_file, "cifar100", "pixel2")
+    assert len(b) == 15_625 and (b.dataset, b.device) == ("cifar100", "pixel2")
+    with pytest.raises(TableError, match="does not exist"):
+        load_benchmark(tmp_path / "missing.csv.gz")
