@@ -56,6 +56,7 @@ class _Rung:
         self._vectors = np.zeros((16, m))  # minimisation objective vectors (MO)
         self._scores = np.zeros(16)  # scalar score, higher better (SO)
         self._violations = np.zeros(16)
+        self._promoted = np.zeros(16, dtype=bool)  # by row, mirrors ``promoted``
         self.promoted: set[int] = set()
         self.index: dict[int, int] = {}
 
@@ -75,6 +76,10 @@ class _Rung:
     def violations(self) -> np.ndarray:
         return self._violations[: self.n]
 
+    @property
+    def promoted_mask(self) -> np.ndarray:
+        return self._promoted[: self.n]
+
     def add(self, trial_id: int, vector: np.ndarray, score: float, violation: float) -> None:
         if self.n == len(self._ids):
             cap = 2 * len(self._ids)
@@ -82,6 +87,7 @@ class _Rung:
             self._vectors = np.resize(self._vectors, (cap, self.m))
             self._scores = np.resize(self._scores, cap)
             self._violations = np.resize(self._violations, cap)
+            self._promoted = np.concatenate([self._promoted, np.zeros(cap - self.n, bool)])
         i = self.n
         # Infinities become +-1e308 now, exactly as a JSON round trip stores them, so a
         # restored rung and a never-stopped one compare identically.
@@ -89,6 +95,7 @@ class _Rung:
         self._vectors[i] = np.clip(vector, -1e308, 1e308)
         self._scores[i] = np.clip(score, -1e308, 1e308)
         self._violations[i] = np.clip(violation, -1e308, 1e308)
+        self._promoted[i] = False
         self.index[trial_id] = i
         self.n += 1
 
@@ -109,6 +116,8 @@ class _Rung:
         ):
             r.add(int(t), np.array([_none_to_nan(x) for x in v]), _none_to_nan(s), _none_to_nan(c))
         r.promoted = {int(t) for t in d["promoted"]}
+        for t in r.promoted:
+            r._promoted[r.index[t]] = True
         return r
 
 
@@ -172,12 +181,11 @@ class ASHA:
         n_promote = rung.n // self.eta
         if n_promote == 0:
             return []
-        promoted = []
-        for i in self._top(rung, n_promote):
-            t = int(rung.trial_ids[i])
-            if t not in rung.promoted:
-                rung.promoted.add(t)
-                promoted.append(t)
+        top = self._top(rung, n_promote)
+        fresh = top[~rung.promoted_mask[top]]  # in the top k and not promoted before
+        promoted = [int(t) for t in rung.trial_ids[fresh]]
+        rung.promoted_mask[fresh] = True
+        rung.promoted.update(promoted)
         return promoted
 
     def _top(self, rung: _Rung, k: int) -> np.ndarray:
