@@ -3,6 +3,7 @@ optional CUDA-graph capture (so Python and launch overhead stay out of the figur
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from latency.backends.base import Backend, Loaded
@@ -31,7 +32,7 @@ class TorchCpuBackend(Backend):
         import torch
 
         dtype = getattr(torch, _DTYPES[self.options.precision])
-        model = artefact.eval().to(dtype=dtype)
+        model = copy.deepcopy(artefact).eval().to(dtype=dtype)  # never alter the caller's
         if self.options.compile:
             model = torch.compile(model)
         x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(0))
@@ -80,7 +81,7 @@ class TorchCudaBackend(Backend):
 
         device = torch.device("cuda", self.options.device_index)
         dtype = getattr(torch, _DTYPES[self.options.precision])
-        model = artefact.eval().to(device=device, dtype=dtype)
+        model = copy.deepcopy(artefact).eval().to(device=device, dtype=dtype)
         if self.options.compile:
             model = torch.compile(model)
         generator = torch.Generator().manual_seed(0)
