@@ -29,21 +29,28 @@ from searchers.operations import Close, Create, ValidateAfter
 
 
 def fake_objective(space: Any, seed: int = 0):
-    """A deterministic (arch, length) -> metrics function from random per-choice weights."""
+    """A deterministic (arch, length) -> metrics function with a real accuracy/latency
+    trade-off: latency is a random per-choice cost sum; accuracy grows with latency
+    (saturating), times a per-architecture factor, times a learning curve in ``length``."""
     rng = np.random.default_rng(seed)
     dim = len(space.encode(space.sample(np.random.default_rng(0)), "onehot"))
     w_acc, w_lat = rng.random(dim), rng.random(dim)
-    acc_max = float(w_acc.sum())
+    probe = [space.encode(space.sample(rng), "onehot") for _ in range(200)]
+    lat_scale = float(np.median([p @ w_lat for p in probe]))
+    acc_lo, acc_hi = min(p @ w_acc for p in probe), max(p @ w_acc for p in probe)
 
     def metrics(arch: str, length: int) -> dict[str, Any]:
         e = space.encode(arch, "onehot")
-        acc = (0.2 + 0.7 * float(e @ w_acc) / acc_max * 4) * (1 - 0.5**length)
+        lat = float(e @ w_lat)
+        quality = float(np.clip((e @ w_acc - acc_lo) / (acc_hi - acc_lo), 0.0, 1.0))
+        acc = 0.95 * (1 - np.exp(-lat / lat_scale)) * (0.8 + 0.2 * quality)
+        acc *= 1 - 0.5 ** (length + 1)
         return {
-            "validation_accuracy": min(acc, 1.0),
-            "validation_loss": 1.0 - min(acc, 1.0),
-            "latency_ms": 1.0 + float(e @ w_lat),
+            "validation_accuracy": float(acc),
+            "validation_loss": float(1.0 - acc),
+            "latency_ms": 1.0 + lat,
             "epochs": length,
-            "params": 1000 + int(1e4 * float(e @ w_lat)),
+            "params": 1000 + int(1e4 * lat),
         }
 
     return metrics
@@ -59,7 +66,7 @@ def make_config(trials: int, strategy: str, space: str, concurrency: int, seed: 
             {"metric": "validation_accuracy", "goal": "maximize"},
             {"metric": "latency_ms", "goal": "minimize"},
         ],
-        "constraints": ["latency_ms <= 40"],
+        "constraints": ["latency_ms <= 60"],
         "strategy": {"name": strategy, "options": options},
         "early_stopping": {
             "name": "mo-asha",
@@ -68,7 +75,7 @@ def make_config(trials: int, strategy: str, space: str, concurrency: int, seed: 
             "reduction_factor": 3,
         },
         "budget": {"max_trials": trials, "max_concurrent": concurrency},
-        "reference_point": {"validation_accuracy": 0.0, "latency_ms": 60.0},
+        "reference_point": {"validation_accuracy": 0.0, "latency_ms": 80.0},
     }
     if strategy == "evolution":
         raw["scalarization"] = {"kind": "mnasnet", "target": 20.0}
@@ -81,6 +88,7 @@ def run(trials: int, strategy: str, space_name: str, concurrency: int, seed: int
     objective = fake_objective(method.space, seed)
     arch: dict[int, str] = {}
     times: list[float] = []
+    kinds: list[str] = []
     validation_times: list[float] = []
     queue: deque = deque()
 
@@ -92,6 +100,7 @@ def run(trials: int, strategy: str, space_name: str, concurrency: int, seed: int
         dt = time.thread_time() - t0
         wall_times.append(time.perf_counter() - w0)
         times.append(dt)
+        kinds.append(fn.__name__)
         if fn == method.on_validation_completed:
             validation_times.append(dt)
         queue.extend(ops)
@@ -118,6 +127,7 @@ def run(trials: int, strategy: str, space_name: str, concurrency: int, seed: int
     load_s = time.perf_counter() - t0
 
     ms = np.array(times) * 1e3
+    slowest = [[kinds[i], round(float(ms[i]), 1)] for i in np.argsort(ms)[::-1][:5]]
     vms = np.array(validation_times) * 1e3
     wms = np.array(wall_times) * 1e3
     return {
@@ -136,6 +146,7 @@ def run(trials: int, strategy: str, space_name: str, concurrency: int, seed: int
         "wall_event_ms_p99": float(np.percentile(wms, 99)),
         "validation_event_ms_median": float(np.median(vms)),
         "validation_event_ms_p99": float(np.percentile(vms, 99)),
+        "slowest_events_ms": slowest,
         "loop_wall_s": wall,
         "state_bytes": len(text.encode()),
         "state_save_s": save_s,
@@ -165,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 {r['validation_event_ms_p99']:.3f} ms; wall-clock event median "
             f"{r['wall_event_ms_median']:.3f} ms, p99 {r['wall_event_ms_p99']:.3f} ms; "
             f"state {r['state_bytes'] / 1e6:.2f} MB (save {r['state_save_s']:.2f} s, "
-            f"load {r['state_load_s']:.2f} s); loop {r['loop_wall_s']:.1f} s",
+            f"load {r['state_load_s']:.2f} s); front {r['front_size']}; "
+            f"loop {r['loop_wall_s']:.1f} s; slowest {r['slowest_events_ms']}",
             flush=True,
         )
     if args.json:
