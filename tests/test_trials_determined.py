@@ -16,6 +16,7 @@ from typing import Any
 
 import determined as det
 import pytest
+import torch
 from determined import core
 
 from trials.train import run_trial
@@ -25,6 +26,14 @@ NB201_ARCH = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
 )
 TIMING_KEYS = ("epoch_time_s", "images_per_second", "train_time_s")
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads() -> Iterator[None]:
+    """Trials set torch's thread count for their process; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def hparams(max_epochs: int, arch: str = NB201_ARCH) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from trials.checkpoint import CHECKPOINT_FILE, load_checkpoint
@@ -18,6 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 NB201_ARCH = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
 )
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads() -> Iterator[None]:
+    """Trials set torch's thread count for their process; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def hparams(arch: str = NB201_ARCH, **training: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ TINY_OPTIONS = {
     },
 }
 ARCHS = {"nb201": NB201_ARCH, "mobilenet": MOBILENET_ARCH}
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads() -> Iterator[None]:
+    """Trials set torch's thread count for their process; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def hparams(space: str = "nb201", arch: str | None = None, **training: Any) -> dict[str, Any]:
@@ -216,3 +225,14 @@ def test_unusable_latency_backend_fails_before_any_training() -> None:
     hp["latency"]["backend"] = "no-such-backend"
     with pytest.raises(TrialError, match="unknown latency backend"):
         TrialRun(hp)
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager() -> None:
+    # Inductor on CPU needs a C++ compiler and minutes of compilation: slow suite only.
+    eager, compiled = TrialRun(hparams(max_epochs=1)), TrialRun(hparams(max_epochs=1, compile=True))
+    eager.train_to(1)
+    compiled.train_to(1)
+    a, b = eager.evaluate(), compiled.evaluate()
+    # Fused kernels round differently, so close rather than bitwise.
+    assert b["validation_loss"] == pytest.approx(a["validation_loss"], rel=1e-2)
