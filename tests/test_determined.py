@@ -266,6 +266,28 @@ def test_user_cancel_from_the_web_ui_does_not_crash_the_searcher(core_context: A
     assert master.state == bindings.experimentv1State.COMPLETED
 
 
+@pytest.mark.parametrize("defer_closes", [True, False])
+def test_finished_trials_stay_open_so_failures_cannot_end_the_search_early(
+    core_context: Any, defer_closes: bool
+) -> None:
+    """The master ends a custom search once every requested trial is closed. With one trial at
+    a time, closing a finished trial at once lets the next trial's failure end the search."""
+    config = search_config(
+        early_stopping={"name": "none", "max_length": 9},
+        budget={"max_trials": 4, "max_concurrent": 1},
+    )
+    master = SimulatedMaster(FakeTrials(fail={1: "errored"}))
+    adapter = HwnasSearchMethod(SearchMethod(config), defer_closes=defer_closes)
+    SimulatedSearchRunner(master, adapter, core_context).run_simulated()
+    statuses = [r["status"] for r in adapter.method.records()]
+    if defer_closes:
+        assert statuses == ["completed", "failed", "completed", "completed"]
+        assert all(t.closed for t in master.trials.values())
+    else:  # what the deferral prevents: the search ended after two of four trials
+        assert statuses == ["completed", "running"]
+    assert master.state == bindings.experimentv1State.COMPLETED
+
+
 def test_every_trial_failing_ends_the_search(core_context: Any) -> None:
     config = search_config(budget={"max_trials": 3, "max_concurrent": 2})
     master = SimulatedMaster(FakeTrials(fail={0: "errored", 1: "errored", 2: "errored"}))

@@ -72,6 +72,7 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
         *,
         method_loader: Callable[[dict[str, Any]], Any] = _load_engine_method,
         request_id_factory: Callable[[], uuid.UUID] = uuid.uuid4,
+        defer_closes: bool = True,
     ) -> None:
         with warnings.catch_warnings():
             # Determined 0.36+ warns that custom searchers are deprecated; we know (docs say so).
@@ -82,6 +83,8 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
         self._new_request_id = request_id_factory
         self._request_ids: dict[int, uuid.UUID] = {}
         self._trial_ids: dict[uuid.UUID, int] = {}
+        self.defer_closes = defer_closes
+        self._deferred_closes: set[int] = set()
 
     # -- id maps ------------------------------------------------------------------------------
     def request_id(self, trial_id: int) -> uuid.UUID:
@@ -102,17 +105,34 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
 
     # -- operations: engine-neutral -> Determined ---------------------------------------------
     def to_determined(self, operations: Iterable[ops.Operation]) -> list[det_searcher.Operation]:
-        """Translate the method's operations into ``determined.searcher`` operations."""
+        """Translate the method's operations into ``determined.searcher`` operations.
+
+        With ``defer_closes`` (the default) a Close is held back until the batch that shuts
+        the search down: the master ends a custom search by itself as soon as every trial
+        requested so far is closed, so closing finished trials early would let a few failing
+        trials end the whole search. A finished trial that is not closed is idle (its process
+        has exited; it holds no resources), like a trial paused at an ASHA rung.
+        """
+        batch = list(operations)
+        shutting_down = any(isinstance(op, ops.Shutdown) for op in batch)
         out: list[det_searcher.Operation] = []
-        for op in operations:
+        for op in batch:
             if isinstance(op, ops.Create):
                 rid = self._bind(op.trial_id)
                 out.append(det_searcher.Create(request_id=rid, hparams=op.hparams, checkpoint=None))
             elif isinstance(op, ops.ValidateAfter):
                 out.append(det_searcher.ValidateAfter(self.request_id(op.trial_id), op.length))
             elif isinstance(op, ops.Close):
-                out.append(det_searcher.Close(self.request_id(op.trial_id)))
+                rid = self.request_id(op.trial_id)
+                if self.defer_closes and not shutting_down:
+                    self._deferred_closes.add(op.trial_id)
+                else:
+                    out.append(det_searcher.Close(rid))
             elif isinstance(op, ops.Shutdown):
+                out += [
+                    det_searcher.Close(self.request_id(t)) for t in sorted(self._deferred_closes)
+                ]
+                self._deferred_closes.clear()
                 out.append(det_searcher.Shutdown(cancel=False, failure=op.failure))
             else:
                 raise TypeError(f"search method returned a non-operation: {op!r}")
@@ -213,6 +233,7 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
             "format": STATE_FORMAT,
             "method": self.method.state_dict(),
             "request_ids": {str(t): str(r) for t, r in sorted(self._request_ids.items())},
+            "deferred_closes": sorted(self._deferred_closes),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -225,6 +246,7 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
         self.method = self._method_loader(state["method"])
         self._request_ids = {int(t): uuid.UUID(r) for t, r in state["request_ids"].items()}
         self._trial_ids = {r: t for t, r in self._request_ids.items()}
+        self._deferred_closes = {int(t) for t in state.get("deferred_closes", [])}
 
     def save_method_state(self, path: pathlib.Path) -> None:
         atomic_write_json(pathlib.Path(path) / METHOD_STATE_FILE, self.state_dict())
