@@ -405,3 +405,23 @@ def test_unloadable_predictor_is_a_config_error():
 
     with pytest.raises(ConfigError, match=r"latency\.predictor"):
         SearchMethod(make_config(latency={"predictor": "/no/such/predictor.json"}))
+
+
+def test_incremental_front_matches_a_brute_force_front_after_every_event():
+    from searchers.pareto import nondominated_mask
+
+    cfg = make_config(
+        constraints=["latency_ms <= 6"], budget={"max_trials": 30, "max_concurrent": 4}
+    )
+    method = SearchMethod(cfg)
+    engine = Engine(seed=2)
+    engine.push(method.initial_operations())
+    obj = method.objectives
+    while engine.pending():
+        engine.step(method)
+        rows = [r for r in method.records() if r["metrics"] and obj.feasible(r["metrics"])]
+        if not rows:
+            continue
+        F = np.array([obj.vector(r["metrics"]) for r in rows])
+        expected = {rows[i]["trial_id"] for i in np.flatnonzero(nondominated_mask(F))}
+        assert set(method.front) == expected
