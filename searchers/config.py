@@ -215,6 +215,8 @@ def _format_validation_error(source: str, exc: ValidationError, prefix: str = ""
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (typo?)"
+            if field == "training.max_epochs":
+                msg = "not settable here: trials train up to early_stopping.max_length"
         value = err.get("input")
         lines.append(f"{source}: {field or '<root>'}: {msg} (got {_short(value)})")
     return "\n".join(lines)

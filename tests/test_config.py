@@ -83,6 +83,7 @@ def test_good_config_loads_and_derives(tmp_path: Path):
         ("space.name", "nb101", "space.name", "unknown space"),
         ("early_stopping.max_length", 0, "early_stopping.max_length", "0"),
         ("early_stopping.name", "hyperband", "early_stopping.name", "'hyperband'"),
+        ("training.max_epochs", 5, "training.max_epochs", "early_stopping.max_length"),
     ],
 )
 def test_bad_config_names_file_field_and_value(
