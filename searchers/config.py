@@ -6,6 +6,26 @@ keys, so a typo'd key fails before any trial starts. Beyond types, ``SearchConfi
 metric names are known (``searchers.metrics``), constraints can be met at all, strategy options
 match the strategy's own options model, and single-objective strategies get a scalarisation
 when there are several objectives.
+
+Example (every section but ``space`` is optional; defaults are the models' field defaults)::
+
+    name: nb201-digits-demo
+    seed: 0
+    space: {name: nb201, options: {C: 8, N: 1}}
+    data: {dataset: digits, val_fraction: 0.2}        # forwarded to trials
+    training: {batch_size: 64, lr: 0.05}              # forwarded; max_epochs := max_length
+    latency: {backend: ort-cpu, batch: 1, threads: 1, predictor: null, cache: null}
+    objectives:
+      - {metric: validation_accuracy, goal: maximize}
+      - {metric: latency_ms, goal: minimize}
+    constraints: ["latency_ms <= 5"]                  # METRIC <=|>=|<|> NUMBER, nothing else
+    scalarization: null      # or {kind: mnasnet, metric: validation_accuracy,
+                             #     cost: latency_ms, target: 5.0, w: -0.07}
+    strategy: {name: nsga2, options: {population: 20}}
+    early_stopping: {name: mo-asha, min_length: 1, max_length: 9, reduction_factor: 3}
+    budget: {max_trials: 30, max_concurrent: 2}
+    reference_point: {validation_accuracy: 0.0, latency_ms: 50.0}
+    runner: {trial_timeout_s: null, devices: auto}
 """
 
 from __future__ import annotations
