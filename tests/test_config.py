@@ -127,3 +127,12 @@ def test_yaml_tags_are_not_executed(tmp_path: Path):
     (tmp_path / "evil.yaml").write_text("seed: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(tmp_path / "evil.yaml")
+
+
+def test_the_documented_example_is_valid():
+    import searchers.config as config_module
+
+    block = config_module.__doc__.split("::", 1)[1]
+    raw = yaml.safe_load("\n".join(line[4:] for line in block.splitlines()))
+    cfg = parse_config(raw, "docstring")
+    assert cfg.strategy.name == "nsga2" and cfg.early_stopping.name == "mo-asha"
