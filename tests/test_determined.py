@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 import uuid
 from pathlib import Path
 from typing import Any
@@ -587,3 +588,49 @@ def test_trial_entrypoint_serves_a_create_from_a_shipped_config(tmp_path: Path) 
     adapter.on_validation_completed(state, create.request_id, to_struct_value(metric), 1)
     record = adapter.method.records()[0]
     assert record["results"][1]["latency_ms"] == pytest.approx(metric["latency_ms"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_failures_pauses_and_searcher_crashes(core_context: Any, seed: int) -> None:
+    """Seeded mixes of every early exit, pauses, master-side restarts, ASHA variants and
+    searcher crashes: the protocol holds (the simulation raises on any violation or stall)
+    and the search spends its whole budget exactly once."""
+    rnd = random.Random(seed)
+    early_stopping = rnd.choice(
+        [
+            {"name": "mo-asha", "min_length": 1, "max_length": 9},
+            {"name": "asha", "min_length": 1, "max_length": 9, "reduction_factor": 2},
+            {"name": "none", "max_length": 9},
+        ]
+    )
+    config = search_config(
+        early_stopping=early_stopping,
+        budget={"max_trials": rnd.randint(3, 10), "max_concurrent": rnd.randint(2, 4)},
+        strategy={"name": rnd.choice(["random", "nsga2"])},
+    )
+    trials = FakeTrials()
+    master = SimulatedMaster(trials, seed=seed, max_restarts=rnd.randint(0, 2))
+    kinds = ["errored", "invalid_hp", "user_requested_stop", "user_canceled"]
+
+    def chaotic(hparams: dict[str, Any], start: int, length: int) -> Any:
+        r = rnd.random()
+        if r < 0.08:
+            raise TrialFailure(rnd.choice(kinds))
+        if r < 0.1:
+            master.pause_for(rnd.randint(1, 3))
+        return trials(hparams, start, length)
+
+    master.train = chaotic
+    latest, crash = None, rnd.choice([None, rnd.randint(1, 30)])
+    for _ in range(6):
+        runner = make_runner(master, config, core_context, latest_checkpoint=latest,
+                             crash_after_posts=crash)  # fmt: skip
+        try:
+            runner.run_simulated()
+            break
+        except SimulatedCrash:
+            latest, crash = runner.last_storage_id, rnd.choice([None, rnd.randint(1, 30)])
+    assert master.state != bindings.experimentv1State.ACTIVE
+    assert len(runner.search_method.method.records()) == config.budget.max_trials
+    assert len(master.trials) == config.budget.max_trials
+    assert not ignored_trial_ops(master)
