@@ -143,6 +143,7 @@ class LocalRunner:
         self.queue: deque[Operation] = deque()  # operations not yet acted on, in order
         self.waiting: deque[tuple[int, int]] = deque()  # ValidateAfter not yet launched
         self.events = 0
+        self.last_event = ""
         self.shutdown = False
         self.shutdown_failure = False
         self.timeline: list[dict[str, Any]] = []  # one entry per finished child run
@@ -166,6 +167,7 @@ class LocalRunner:
                 "pids": {str(p.trial_id): p.popen.pid for p in self.pool.running.values()},
                 "queue": [operation_to_json(op) for op in self.queue],
                 "events": self.events,
+                "last_event": self.last_event,  # for people reading the file
                 "shutdown": self.shutdown,
                 "shutdown_failure": self.shutdown_failure,
                 "timeline": self.timeline,
@@ -180,6 +182,7 @@ class LocalRunner:
         self.waiting = deque((int(t), int(n)) for t, n in runner["waiting"])
         self.queue = deque(operation_from_json(op) for op in runner["queue"])
         self.events = int(runner["events"])
+        self.last_event = str(runner.get("last_event", ""))
         self.shutdown = bool(runner["shutdown"])
         self.shutdown_failure = bool(runner.get("shutdown_failure", False))
         self.timeline = list(runner.get("timeline", []))
@@ -201,6 +204,7 @@ class LocalRunner:
         ops = handler()
         self.queue.extend(ops)
         self.events += 1
+        self.last_event = name
         self.save()
         if self.progress is not None:
             self.progress.update(self.status())
@@ -519,7 +523,7 @@ def run_search(
             reason = runner.run()
         except (KeyboardInterrupt, _StopRequested) as exc:
             interrupted = True
-            reason = f"interrupted: {exc or 'Ctrl-C'}"
+            reason = f"interrupted: {str(exc) or 'Ctrl-C'}"
             view.log(f"{reason}; state saved, continue with: hwnas search --resume {out}")
     files: list[str] = []
     if write_report and not interrupted:

@@ -310,7 +310,7 @@ def test_interrupt_signal_saves_state(tmp_path):
     assert "INTERRUPTED" in stdout, stderr
     state = load_state(out)
     assert sorted(t for t, _ in state["runner"]["waiting"])[:2] == [1, 2]
-    assert "hwnas search --resume" in stderr
+    assert "interrupted: Ctrl-C" in stderr and "hwnas search --resume" in stderr
 
 
 def test_hard_kill_then_resume_finishes_without_training_twice(tmp_path):
