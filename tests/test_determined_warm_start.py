@@ -24,7 +24,6 @@ from searchers.determined.warm_start import (
     WarmStartError,
     load_warm_start,
     sweep_label,
-    warm_start_method,
 )
 from searchers.method import SearchMethod
 
@@ -187,7 +186,7 @@ def test_warm_start_seeds_strategy_and_dedupe_and_survives_restart(
     records = load_warm_start(str(earlier_sweep["checkpoint"]))
     config = search_config(seed=11, budget={"max_trials": 6, "max_concurrent": 2})
     method = SearchMethod(config)
-    counts = warm_start_method(method, records + records[:1])
+    counts = method.warm_start(records + records[:1])
     assert counts["told"] == len(records) and counts["duplicate"] == 1
     assert [a for a, _ in method.strategy.history] == [r["arch"] for r in records]
 
@@ -205,15 +204,14 @@ def test_warm_start_seeds_strategy_and_dedupe_and_survives_restart(
 def test_warm_start_fills_the_nsga2_population(earlier_sweep: dict[str, Any]) -> None:
     records = load_warm_start(str(earlier_sweep["out"] / "report" / "trials.csv"))
     method = SearchMethod(search_config(strategy={"name": "nsga2"}))
-    counts = warm_start_method(method, records)
+    counts = method.warm_start(records)
     assert counts["told"] == len(records) > 0
     assert {a for a, _ in method.strategy.population} == {r["arch"] for r in records}
 
 
 def test_warm_start_skips_other_spaces_and_invalid_archs() -> None:
     method = SearchMethod(search_config())
-    counts = warm_start_method(
-        method,
+    counts = method.warm_start(
         [
             {"arch": "d1-k3-e3-w1.0-se0", "space": "mobilenet", "metrics": {}},
             {"arch": "not an arch", "metrics": {"validation_accuracy": 0.5}},

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
     from searchers.determined.progress import SearchReporter
     from searchers.determined.runner import HwnasSearchRunner
-    from searchers.determined.warm_start import load_warm_start, warm_start_method
+    from searchers.determined.warm_start import load_warm_start
     from searchers.method import SearchMethod
 
     logging.basicConfig(level=logging.INFO, format=det.LOG_FORMAT)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = HwnasSearchRunner.from_cluster(adapter, core_context, reporter=reporter)
         if runner.latest_checkpoint is None and opts["warm_start"]:
             records = load_warm_start(str(opts["warm_start"]))
-            counts = warm_start_method(method, records)
+            counts = method.warm_start(records)
             logging.getLogger("hwnas.determined").info(
                 "warm start from %s: %d records, %s", opts["warm_start"], len(records), counts
             )

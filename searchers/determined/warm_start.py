@@ -7,7 +7,7 @@ experiment read through the SDK (``determined.experimental.client``; each trial'
 its validation metrics), or ``latest:<label>``: the newest finished experiment carrying that
 label (the searcher labels its trial experiment ``hwnas-sweep:<search name>``, so a recurring
 sweep names its own earlier runs; none yet means a cold start). Every source becomes the same
-list of records::
+list of records, which ``SearchMethod.warm_start`` takes::
 
     {"arch": "<string>", "space": "nb201", "metrics": {...}, "length": 9}
 
@@ -248,40 +248,6 @@ def records_from_experiment(experiment: Any) -> list[dict[str, Any]]:
     return records
 
 
-# -- telling the search method ---------------------------------------------------------------
-def warm_start_method(method: Any, records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Seed a fresh ``SearchMethod`` with earlier results: each new architecture is told to
-    the strategy (so its population / model starts from them) and added to the duplicate
-    filter (so it never trains again). Records of another space or with an invalid arch are
-    skipped. Uses ``method.warm_start(records)`` when the method has one.
-
-    Returns counts: ``told``, ``duplicate``, ``other_space``, ``invalid``.
-    """
-    if hasattr(method, "warm_start"):
-        return dict(method.warm_start(list(records)))
-    from spaces import ArchitectureError
-
-    space = method.space
-    counts = {"told": 0, "duplicate": 0, "other_space": 0, "invalid": 0}
-    for rec in records:
-        if rec.get("space") not in (None, space.name):
-            counts["other_space"] += 1
-            continue
-        try:
-            arch = space.validate(str(rec["arch"]))
-        except ArchitectureError:
-            counts["invalid"] += 1
-            continue
-        key = space.canonical_key(arch)
-        if key in method.filter.seen:
-            counts["duplicate"] += 1
-            continue
-        method.filter.seen.add(key)
-        method.strategy.tell(arch, dict(rec.get("metrics") or {}))
-        counts["told"] += 1
-    return counts
-
-
 __all__ = [
     "DIRECTORY_FILES",
     "WarmStartError",
@@ -291,5 +257,4 @@ __all__ = [
     "records_from_experiment",
     "records_from_path",
     "sweep_label",
-    "warm_start_method",
 ]
