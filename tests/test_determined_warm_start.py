@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,12 @@ def test_entrypoint_arguments_come_from_the_command_line_then_hyperparameters() 
     with pytest.raises(SystemExit, match="trial_experiment"):
         entry.resolve_args(argparse.Namespace(search_config="a", trial_experiment=None,
                                               warm_start=None), {})  # fmt: skip
+
+
+def test_entrypoint_on_determined_038_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "determined.searcher", None)  # as if removed (0.38)
+    with pytest.raises(SystemExit, match=r"removed in 0\.38.*hwnas search"):
+        entry.main(["x.yaml", "--trial-experiment", "y.yaml"])
 
 
 def test_entrypoint_off_cluster_says_where_it_must_run(

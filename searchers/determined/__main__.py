@@ -75,7 +75,22 @@ def print_check(trial_experiment: dict[str, Any], first_operations: list[Any]) -
     print(yaml.safe_dump(create.hparams, sort_keys=False), end="")
 
 
+def require_custom_searchers() -> None:
+    """Exit with a clear message on a Determined without ``determined.searcher`` (0.38+)."""
+    import determined as det
+
+    try:
+        import determined.searcher
+    except ImportError:
+        raise SystemExit(
+            f"searchers.determined: Determined {det.__version__} has no custom searchers "
+            "(determined.searcher was removed in 0.38). Run hwnas on a 0.19.6-0.37.x cluster, "
+            "or search on one machine with the local runner: hwnas search CONFIG"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    require_custom_searchers()
     import determined as det
 
     from searchers.config import load_config
