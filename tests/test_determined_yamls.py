@@ -13,6 +13,7 @@ from determined.common import constants as det_constants
 from determined.common import context as det_context
 
 from searchers.config import load_config
+from searchers.determined.__main__ import HPARAM_KEYS
 from searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
 from searchers.method import SearchMethod
 from trials.hparams import TrialHParams, parse_hparams
@@ -56,7 +57,6 @@ SEARCHER_FIELDS = {  # searcher-single.json, searcher-custom.json (Determined 0.
 }  # fmt: skip
 LENGTH_UNITS = {"batches", "records", "epochs"}  # searcher-length.json
 CUSTOM_UNITS = {"batches", "records", "epochs", None}  # searcher-custom.json "unit" enum
-SEARCHER_HPARAMS = {"search_config", "trial_experiment", "warm_start"}  # searchers.determined
 
 
 def check_determined_config(config: dict[str, Any], source: str) -> None:
@@ -124,7 +124,7 @@ def test_searcher_experiment_builds_a_valid_trial_experiment_whose_hparams_the_t
 ) -> None:
     config = load_yaml_mapping(path)
     hp = config["hyperparameters"]
-    assert set(hp) <= SEARCHER_HPARAMS and {"search_config", "trial_experiment"} <= set(hp)
+    assert set(hp) <= set(HPARAM_KEYS) and {"search_config", "trial_experiment"} <= set(hp)
     entry = config["entrypoint"].split()
     assert entry[:3] == ["python3", "-m", "searchers.determined"]
     assert importlib.util.find_spec("searchers.determined.__main__") is not None

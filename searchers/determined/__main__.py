@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: The searcher experiment's hyperparameters this entrypoint reads.
 HPARAM_KEYS = ("search_config", "trial_experiment", "warm_start")
 
 
