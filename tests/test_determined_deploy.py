@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "deploy" / "nightly-sweep.sh"
@@ -118,3 +119,25 @@ def test_startup_hook_installs_one_onnxruntime_and_never_torch(tmp_path: Path, g
 
 def test_startup_hook_does_nothing_when_the_image_has_everything(tmp_path: Path) -> None:
     assert run_hook(tmp_path, gpu=True, image_has_everything=True) == []
+
+
+def test_cronjob_runs_the_sweep_script_without_overlaps() -> None:
+    job = yaml.safe_load((REPO / "deploy" / "cronjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "CronJob")
+    spec = job["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid" and len(spec["schedule"].split()) == 5
+    [container] = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    script = Path(container["command"][0])
+    assert script.name == SCRIPT.name and script.parent.name == "deploy"
+    assert {e["name"] for e in container["env"]} >= {"DET_MASTER"}
+
+
+def test_task_image_is_the_one_the_experiment_configs_use() -> None:
+    base = next(
+        line.split()[1]
+        for line in (REPO / "deploy" / "Dockerfile").read_text().splitlines()
+        if line.startswith("FROM ")
+    )
+    for path in (REPO / "experiment_yamls").glob("det_*.yaml"):
+        images = yaml.safe_load(path.read_text())["environment"]["image"]
+        assert set(images.values()) == {base}, path.name
