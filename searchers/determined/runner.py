@@ -30,6 +30,7 @@ from determined import searcher as det_searcher
 from determined.common.api import bindings
 
 from searchers.determined.adapter import HwnasSearchMethod
+from searchers.trial_processes import atomic_write_json
 
 logger = logging.getLogger("hwnas.determined")
 
@@ -171,8 +172,7 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
         with self.context.checkpoint.store_path(metadata) as (path, storage_id):
             path = pathlib.Path(path)
             self.search_method.save(self.state, path, experiment_id=experiment_id)
-            with open(path / OPS_FILE, "w", encoding="utf-8") as fh:
-                json.dump([det_operation_to_json(op) for op in operations], fh)
+            atomic_write_json(path / OPS_FILE, [det_operation_to_json(op) for op in operations])
             final = any(isinstance(op, det_searcher.Shutdown) for op in operations)
             metrics = self._write_report(path / REPORT_DIR, final=final)
         self.last_storage_id = storage_id
