@@ -44,6 +44,10 @@ def earlier_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     SearchReporter(config.to_objectives()).write(adapter.method, out / "report")
     with ctx.checkpoint.restore_path(runner.last_storage_id) as path:
         checkpoint = Path(path)
+    # The local runner's state.json has this shape (searchers.local_runner.state_dict).
+    local = {"version": 1, "method": adapter.method.state_dict(), "runner": {"trials": {}}}
+    (out / "local").mkdir()
+    (out / "local" / "state.json").write_text(json.dumps(local))
     records = adapter.method.records()
     return {"out": out, "checkpoint": checkpoint, "records": records, "config": config}
 
@@ -53,7 +57,8 @@ def _evaluated(records: list[dict[str, Any]]) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "relative", ["report/pareto.json", "report/trials.csv", "report", "checkpoint"]
+    "relative",
+    ["report/pareto.json", "report/trials.csv", "report", "checkpoint", "local/state.json"],
 )
 def test_records_from_exported_files_and_checkpoints(
     earlier_sweep: dict[str, Any], relative: str
