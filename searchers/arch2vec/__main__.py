@@ -80,6 +80,7 @@ def _quality(args: argparse.Namespace) -> int:
     report["model"] = {"path": str(args.model), "sha256": meta["sha256"], **meta["training"]}
     print(format_report(report))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

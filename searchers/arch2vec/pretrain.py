@@ -84,7 +84,7 @@ def pretrain(
     ops: torch.Tensor,
     config: Arch2VecConfig,
     *,
-    epochs: int = 8,
+    epochs: int = 20,
     seed: int = 0,
     batch_size: int = 64,
     lr: float = 2e-3,
@@ -298,7 +298,7 @@ def default_config(space: SearchSpace) -> Arch2VecConfig:
 
 
 def load_or_pretrain(
-    space: SearchSpace, path: str | Path | None = None, *, epochs: int = 8, seed: int = 0
+    space: SearchSpace, path: str | Path | None = None, *, epochs: int = 20, seed: int = 0
 ) -> tuple[GraphVAE, dict[str, Any], Path]:
     """Load the space's model from ``path`` (default: shipped or cached); pretrain if absent.
 
