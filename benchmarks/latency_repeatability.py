@@ -6,9 +6,11 @@ architectures (each pass its own worker process, a fresh session per architectur
 pass in another order).
 Both for the default clock (calling thread's CPU time) and the host wall clock measured around
 the same calls, and for the minimum (the figure least disturbed by other processes on a shared
-machine). Target: pass-to-pass Spearman >= 0.98.
+machine). (c) the same two passes with each candidate timed alternately with a fixed reference
+network (``reference=True``): the candidate / reference ratio. Target: pass-to-pass Spearman
+>= 0.98.
 
-    .venv/bin/python -m benchmarks.latency_repeatability                 # 100 archs, ~5-10 min
+    .venv/bin/python -m benchmarks.latency_repeatability                 # 100 archs, ~8-13 min
     .venv/bin/python -m benchmarks.latency_repeatability --n 20 --cv-archs 2   # quick
 """
 
@@ -27,13 +29,15 @@ from scipy.stats import kendalltau, spearmanr
 from latency.export import export_onnx
 from latency.measure import build_model
 from latency.profile import sample_unique
+from latency.reference import reference_model
 from latency.timing import TimingConfig
 from latency.worker import OnnxWorker
 from spaces import get_space
 
 
-def _request(path: str) -> dict:
+def _request(path: str, reference: str | None = None) -> dict:
     return {
+        "reference_onnx_path": reference,
         "onnx_path": path,
         "backend": "ort-cpu",
         "batch": 1,
@@ -55,6 +59,25 @@ def one_pass(paths: list[str], order: np.ndarray) -> tuple[np.ndarray, np.ndarra
             cpu[i], host[i], low[i] = stats["median_ms"], stats["host_median_ms"], stats["min_ms"]
             unstable += bool(stats["unstable"])
     return cpu, host, low, unstable
+
+
+def paired_pass(paths: list[str], order: np.ndarray, ref: str) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate / reference ratios, candidate medians) in ``paths`` order."""
+    ratio = np.zeros(len(paths))
+    cand = np.zeros(len(paths))
+    with OnnxWorker() as worker:
+        for i in order:
+            reply = worker.measure(_request(paths[i], ref))
+            ratio[i], cand[i] = reply["reference"]["ratio"], reply["stats"]["median_ms"]
+    return ratio, cand
+
+
+def _print_agreement(name: str, a: np.ndarray, b: np.ndarray) -> None:
+    print(
+        f"  {name:31}: Spearman {spearmanr(a, b).statistic:.4f}, "
+        f"Kendall {kendalltau(a, b).statistic:.4f}, median |pass1-pass2|/pass1 "
+        f"{np.median(np.abs(a - b) / a):.2%}, range {a.min():.3g}-{a.max():.3g}"
+    )
 
 
 def main() -> None:
@@ -99,18 +122,21 @@ def main() -> None:
         print(f"(b) two independent passes over {len(paths)} architectures")
         first = one_pass(paths, np.arange(len(paths)))
         second = one_pass(paths, rng.permutation(len(paths)))
-    figures = (
-        ("thread-cpu median (latency_ms)", first[0], second[0]),
-        ("wall-clock median", first[1], second[1]),
-        ("thread-cpu min (latency_min_ms)", first[2], second[2]),
-    )
-    for name, a, b in figures:
-        print(
-            f"  {name:31}: Spearman {spearmanr(a, b).statistic:.4f}, "
-            f"Kendall {kendalltau(a, b).statistic:.4f}, median |pass1-pass2|/pass1 "
-            f"{np.median(np.abs(a - b) / a):.2%}, range {a.min():.2f}-{a.max():.2f} ms"
+        figures = (
+            ("thread-cpu median (latency_ms)", first[0], second[0]),
+            ("wall-clock median", first[1], second[1]),
+            ("thread-cpu min (latency_min_ms)", first[2], second[2]),
         )
-    print(f"  unstable-flagged measurements: {first[3]} + {second[3]} of {2 * len(paths)}")
+        for name, a, b in figures:
+            _print_agreement(name, a, b)
+        print(f"  unstable-flagged measurements: {first[3]} + {second[3]} of {2 * len(paths)}")
+
+        print("(c) two passes again, each candidate timed alternately with a reference network")
+        ref_path = export_onnx(reference_model(), Path(tmp) / "reference.onnx").path
+        orders = (np.arange(len(paths)), rng.permutation(len(paths)))
+        paired = [paired_pass(paths, order, ref_path) for order in orders]
+        for name, k in (("ratio (latency_ref_ratio)", 0), ("candidate median, paired", 1)):
+            _print_agreement(name, paired[0][k], paired[1][k])
     print(f"total {time.perf_counter() - started:.0f} s; load average at end: {os.getloadavg()}")
     if args.out:
         rows = [

@@ -47,6 +47,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", default=None, help="SQLite latency cache path")
     parser.add_argument("--clock", default="auto", choices=("auto", "wall", "thread_cpu"))
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="time alternately with a fixed reference net; adds the ratio (ONNX backends)",
+    )
     defaults = TimingConfig()
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s, help="seconds")
     parser.add_argument("--min-runs", type=int, default=defaults.min_runs)
@@ -109,6 +114,7 @@ def run_measure(args: argparse.Namespace) -> int:
         compile=args.compile,
         cuda_graph=args.cuda_graph,
         clock=args.clock,
+        reference=args.reference,
         timing=_timing(args),
     )
     summary = result.summary()
@@ -121,6 +127,9 @@ def run_measure(args: argparse.Namespace) -> int:
         f"{summary['median_ms']:.4f} ms, p90 {summary['p90_ms']:.4f} ms, cv "
         f"{summary['cv']:.3f} ({summary['runs']} runs, {summary['attempts']} attempt(s)){flag}"
     )
+    if result.info.get("reference"):
+        ref = result.info["reference"]
+        print(f"reference ratio {ref['ratio']:.4f} (reference median {ref['median_ms']:.4f} ms)")
     print(f"device: {result.to_metrics()['latency_device']}; cached: {result.cached}")
     return 0
 
@@ -152,6 +161,7 @@ def run_profile(args: argparse.Namespace) -> int:
             cache_path=args.cache,
             timing=_timing(args),
             clock=args.clock,
+            reference=args.reference,
             on_result=lambda _: progress.advance(task),
         )
     if args.measurements:

@@ -199,6 +199,7 @@ def measure_architecture(
     cuda_graph: bool = False,
     engine_cache_dir: str | None = None,
     clock: str = "auto",
+    reference: bool = False,
     worker: OnnxWorker | None = None,
     isolate: bool = True,
 ) -> LatencyResult:
@@ -208,6 +209,9 @@ def measure_architecture(
     ``model`` measures an already built module (e.g. the trained one) instead of a fresh build.
     ``clock``: CPU backends time with the thread's CPU time on one thread (``auto``), see
     ``Backend.clock``; ``"wall"`` forces the host clock.
+    ``reference=True`` (ONNX backends) times the candidate alternately with a fixed reference
+    network and adds ``latency_ref_ratio`` (candidate / reference): the figure to rank by on a
+    machine whose load drifts.
     ``worker`` reuses a running ``OnnxWorker`` (profiling many architectures); ``isolate=False``
     times ONNX backends in this process (only for processes that do no torch compute).
     """
@@ -229,6 +233,10 @@ def measure_architecture(
     )
     input_shape = tuple(fields["input_shape"])
     precision = target.options.precision
+    if reference:
+        if target.artefact != "onnx":
+            raise ValueError(f"reference=True needs an ONNX backend, not {backend!r}")
+        fields["reference"] = True
     key = cache_key(fields)
     cache = LatencyCache(cache_path) if cache_path is not None else None
     try:
@@ -254,7 +262,9 @@ def measure_architecture(
         if target.artefact == "torch":
             result = _measure_torch(target, model, common, timing, start)
         else:
-            result = _measure_onnx(target, model, common, timing, worker, isolate, start)
+            result = _measure_onnx(
+                target, model, common, timing, worker, isolate, start, reference, num_classes
+            )
         result.info["build_s"] = build_s
         if cache is not None:
             cache.put(key, fields, result.to_dict())
@@ -285,7 +295,9 @@ def _measure_torch(target, model, common, timing, start) -> LatencyResult:
     )
 
 
-def _measure_onnx(target, model, common, timing, worker, isolate, start) -> LatencyResult:
+def _measure_onnx(
+    target, model, common, timing, worker, isolate, start, reference=False, num_classes=10
+) -> LatencyResult:
     from latency.export import export_onnx
     from latency.worker import OnnxWorker, handle
 
@@ -315,6 +327,17 @@ def _measure_onnx(target, model, common, timing, worker, isolate, start) -> Late
             },
             "timing": (timing or TimingConfig()).to_dict(),
         }
+        if reference:
+            from latency.reference import reference_model
+
+            ref = reference_model(common["input_shape"], num_classes)
+            request["reference_onnx_path"] = export_onnx(
+                ref,
+                Path(tmp) / "reference.onnx",
+                input_shape=common["input_shape"],
+                batch=common["batch"],
+                label="the reference network",
+            ).path
         if not isolate:
             reply = handle(request)
             if not reply["ok"]:
@@ -343,5 +366,6 @@ def _measure_onnx(target, model, common, timing, worker, isolate, start) -> Late
             "load_s": reply["load_s"],
             "timing_s": reply["timing_s"],
             "worker_cpu_s": reply["cpu_s"],
+            **({"reference": reply["reference"]} if reply.get("reference") else {}),
         },
     )

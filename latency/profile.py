@@ -42,6 +42,7 @@ def measure_many(
     cache_path: str | None = None,
     timing: TimingConfig | None = None,
     clock: str = "auto",
+    reference: bool = False,
     on_result: Callable[[LatencyResult], None] | None = None,
 ) -> list[LatencyResult]:
     """Measure each architecture, reusing one torch-free worker for all ONNX backends."""
@@ -63,6 +64,7 @@ def measure_many(
                 cache_path=cache_path,
                 timing=timing,
                 clock=clock,
+                reference=reference,
                 worker=worker,
             )
             results.append(result)

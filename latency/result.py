@@ -51,6 +51,14 @@ class LatencyResult:
             "latency_device": device,
             "latency_clock": self.info.get("clock", "wall"),
             "latency_cached": self.cached,
+            **(
+                {
+                    "latency_ref_ratio": self.info["reference"]["ratio"],
+                    "latency_ref_ms": self.info["reference"]["median_ms"],
+                }
+                if self.info.get("reference")
+                else {}
+            ),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +96,7 @@ class LatencyResult:
             "unstable": self.stats.unstable,
             "clock": self.info.get("clock", "wall"),
             "host_median_ms": self.stats.host_median_ms,
+            "reference": self.info.get("reference"),
             "device": self.device,
             "versions": self.versions,
             "export": self.export,

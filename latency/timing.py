@@ -10,6 +10,7 @@ host clock.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -166,3 +167,71 @@ def time_callable(
     assert best is not None
     # Report the attempt count actually spent, with the steadiest attempt's figures.
     return TimingStats(**{**best.to_dict(), "attempts": attempt})
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """A candidate timed in alternation with a fixed reference model.
+
+    ``ratio`` is the median over pairs of candidate time / reference time: both calls of a
+    pair see the same machine state, so load that drifts over seconds cancels out.
+    """
+
+    candidate: TimingStats
+    reference: TimingStats
+    ratio: float
+    ratio_cv: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate.to_dict(),
+            "reference": self.reference.to_dict(),
+            "ratio": self.ratio,
+            "ratio_cv": self.ratio_cv,
+        }
+
+
+def time_paired(
+    fn: TimedCall,
+    reference: TimedCall,
+    config: TimingConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+) -> PairedStats:
+    """Time ``fn`` and ``reference`` alternately (same protocol as ``time_callable``, with
+    counts and durations over pairs; re-measured while the candidate's CV is too high)."""
+    config = config or TimingConfig()
+    start = clock()
+    _call(fn, clock), _call(reference, clock)
+    while clock() - start < config.warmup_s:
+        _call(fn, clock), _call(reference, clock)
+    best: PairedStats | None = None
+    for attempt in range(1, config.max_attempts + 1):
+        pairs: list[tuple[tuple[float, float], tuple[float, float]]] = []
+        phase = clock()
+        while True:
+            pairs.append((_call(fn, clock), _call(reference, clock)))
+            elapsed = clock() - phase
+            enough = len(pairs) >= config.min_runs and elapsed >= config.min_duration_s
+            if enough or len(pairs) >= config.max_runs or elapsed >= config.max_duration_s:
+                break
+        (cand, cand_host), (ref, ref_host) = (np.array(x).T for x in zip(*pairs, strict=True))
+        kwargs = {"attempts": attempt, "cv_threshold": config.cv_threshold}
+        ratios = cand / ref
+        paired = PairedStats(
+            candidate=summarise(cand, host_samples_s=cand_host, **kwargs),
+            reference=summarise(ref, host_samples_s=ref_host, **kwargs),
+            ratio=float(np.median(ratios)),
+            ratio_cv=float(ratios.std(ddof=1) / ratios.mean()),
+        )
+        if best is None or paired.candidate.cv < best.candidate.cv:
+            best = paired
+        if not paired.candidate.unstable:
+            break
+    assert best is not None
+    spent = {"attempts": attempt}
+    return dataclasses.replace(
+        best,
+        candidate=dataclasses.replace(best.candidate, **spent),
+        reference=dataclasses.replace(best.reference, **spent),
+    )

@@ -6,7 +6,9 @@ module never imports torch. The protocol is JSON lines on stdin/stdout, one requ
 so one worker can serve many measurements (profiling) or just one (a trial). Every request
 opens a fresh ORT session.
 
-Request: ``{"onnx_path", "backend", "batch", "input_shape", "options": {...}, "timing": {...}}``
+Request: ``{"onnx_path", "backend", "batch", "input_shape", "options": {...}, "timing": {...},
+"reference_onnx_path": optional}``; with a reference the two models are timed alternately
+(``latency.timing.time_paired``) and the reply's ``reference`` holds the ratio.
 Reply: ``{"ok": true, "stats": {...}, "device": {...}, "versions": {...}, "info": {...},
 "load_s": float}`` or ``{"ok": false, "kind": "unavailable"|"measurement"|"error", "message"}``.
 """
@@ -27,7 +29,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Measure one request; never raises (errors become ``ok: false`` replies)."""
     from latency.backends import BackendOptions, get_backend
     from latency.device import device_facts
-    from latency.timing import TimingConfig, time_callable
+    from latency.timing import TimingConfig, time_callable, time_paired
 
     cpu_start = time.process_time()
     try:
@@ -40,8 +42,22 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             input_shape=tuple(request["input_shape"]),
         )
         load_s = time.perf_counter() - start
+        config = TimingConfig.from_dict(request.get("timing", {}))
+        paired = None
         try:
-            stats = time_callable(loaded.run, TimingConfig.from_dict(request.get("timing", {})))
+            if request.get("reference_onnx_path"):
+                reference = backend.load(
+                    request["reference_onnx_path"],
+                    batch=int(request["batch"]),
+                    input_shape=tuple(request["input_shape"]),
+                )
+                try:
+                    paired = time_paired(loaded.run, reference.run, config)
+                finally:
+                    reference.close()
+                stats = paired.candidate
+            else:
+                stats = time_callable(loaded.run, config)
         finally:
             loaded.close()
         timing_s = time.perf_counter() - start - load_s
@@ -56,6 +72,13 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             "load_s": load_s,
             "timing_s": timing_s,
             "cpu_s": time.process_time() - cpu_start,  # this process's CPU for the request
+            "reference": None
+            if paired is None
+            else {
+                "ratio": paired.ratio,
+                "ratio_cv": paired.ratio_cv,
+                "median_ms": paired.reference.median_ms,
+            },
         }
     except BackendUnavailableError as exc:
         return {"ok": False, "kind": "unavailable", "message": str(exc)}

@@ -234,3 +234,19 @@ def test_measures_a_given_model_and_leaves_it_as_it_was(compiled, worker):
     )
     assert result.median_ms > 0 and result.export["max_abs_diff"] <= 1e-4
     assert model.training
+
+
+def test_reference_pairing_adds_a_ratio_and_its_own_cache_key(tmp_path, worker):
+    space = get_space("nb201", C=4, N=1)
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|skip_connect~2|"
+    kwargs = {"input_shape": (3, 16, 16), "timing": QUICK, "worker": worker}
+    cache = tmp_path / "c.sqlite"
+    paired = measure_architecture(space, arch, reference=True, cache_path=cache, **kwargs)
+    metrics = paired.to_metrics()
+    assert metrics["latency_ref_ratio"] > 0 and metrics["latency_ref_ms"] > 0
+    plain = measure_architecture(space, arch, cache_path=cache, **kwargs)
+    assert not plain.cached and "latency_ref_ratio" not in plain.to_metrics()
+    again = measure_architecture(space, arch, reference=True, cache_path=cache, **kwargs)
+    assert again.cached and again.to_metrics()["latency_ref_ratio"] == metrics["latency_ref_ratio"]
+    with pytest.raises(ValueError, match="ONNX backend"):
+        measure_architecture(space, arch, backend="torch-cpu", reference=True, **kwargs)

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from latency.timing import TimingConfig, summarise, time_callable
+from latency.timing import TimingConfig, summarise, time_callable, time_paired
 
 FAST = {"warmup_s": 0.0, "min_duration_s": 0.0}
 
@@ -91,3 +91,23 @@ def test_bad_config_and_too_few_samples_are_named():
         TimingConfig(min_runs=10, max_runs=5)
     with pytest.raises(ValueError, match="at least 2"):
         summarise([0.1])
+
+
+def test_paired_timing_cancels_load_shared_by_both_calls():
+    rng = np.random.default_rng(0)
+    state = {"load": 1.0}
+
+    def candidate() -> float:
+        return 0.002 * state["load"]
+
+    def reference() -> float:
+        seconds = 0.001 * state["load"]
+        state["load"] = float(rng.uniform(1.0, 3.0))  # the machine's load drifts between pairs
+        return seconds
+
+    config = TimingConfig(min_runs=50, max_runs=50, max_attempts=2, **FAST)
+    paired = time_paired(candidate, reference, config)
+    assert paired.candidate.unstable and paired.candidate.attempts == 2  # raw figure is noisy
+    assert paired.ratio == pytest.approx(2.0)  # the ratio is not
+    assert paired.ratio_cv == pytest.approx(0.0, abs=1e-12)
+    assert paired.reference.runs == paired.candidate.runs == 50
