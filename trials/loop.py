@@ -320,6 +320,7 @@ class TrialRun:
 
         settings, info = self.hp.latency, self.data.info
         rng = capture_rng_state()
+        start = time.perf_counter()
         try:
             result = latency.measure_architecture(
                 self.space,
@@ -334,6 +335,14 @@ class TrialRun:
         finally:
             restore_rng_state(rng)
         self.latency = dict(result.to_metrics())
+        log.info(
+            "latency %.4f ms (cv %.3f) on %s, %s in %.1f s",
+            self.latency["latency_ms"],
+            self.latency["latency_cv"],
+            settings.backend,
+            "from the cache" if self.latency.get("latency_cached") else "measured",
+            time.perf_counter() - start,
+        )
         return self.latency
 
     def metrics(self) -> dict[str, Any]:
