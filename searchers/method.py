@@ -127,6 +127,8 @@ class SearchMethod:
         self.validations = 0
         self.hv_history: list[dict[str, Any]] = []
         self.front: list[int] = []
+        self._front_set: set[int] = set()  # derived caches of ``front``
+        self._front_F: np.ndarray | None = None
         self._vectors: dict[int, np.ndarray] = {}  # feasible latest vectors (derived)
         m = len(self.objectives.objectives)
         self._ref = configured_reference(self.objectives)  # NaN: from data (see pareto)
@@ -336,7 +338,7 @@ class SearchMethod:
         method.events = int(state["events"])
         method.validations = int(state["validations"])
         method.hv_history = [dict(h) for h in state["hv_history"]]
-        method.front = [int(t) for t in state["front"]]
+        method._set_front([int(t) for t in state["front"]])
         for tid in method.trials:
             for metrics in method.trials[tid]["results"].values():
                 method._observe_range(metrics)
@@ -459,28 +461,43 @@ class SearchMethod:
         if np.all(np.isfinite(v)):
             self._vectors[trial_id] = v
 
+    def _front_matrix(self) -> np.ndarray:
+        """The front's vectors, rows aligned with ``self.front`` (a derived cache)."""
+        if self._front_F is None or len(self._front_F) != len(self.front):
+            m = len(self.objectives.objectives)
+            self._front_F = np.array([self._vectors[t] for t in self.front]).reshape(-1, m)
+        return self._front_F
+
     def _update_front(self, trial_id: int) -> None:
         """Incremental front: full recompute only when a front member's point changed."""
         self._refresh_vector(trial_id)
-        if trial_id in self.front:
+        if trial_id in self._front_set:
             ids = sorted(self._vectors)
-            if not ids:
-                self.front = []
-                return
-            F = np.array([self._vectors[t] for t in ids])
-            self.front = [ids[i] for i in np.flatnonzero(nondominated_mask(F))]
+            m = len(self.objectives.objectives)
+            F = np.array([self._vectors[t] for t in ids]).reshape(len(ids), m)
+            self._set_front([ids[i] for i in np.flatnonzero(nondominated_mask(F))])
             return
         v = self._vectors.get(trial_id)
         if v is None:
             return
-        if self.front:
-            F = np.array([self._vectors[t] for t in self.front])
+        F = self._front_matrix()
+        if len(F):
             # Dominated (or equal to a front point): stays off the front.
             if np.any(np.all(v >= F, axis=1)):
                 return
             keep = ~(np.all(v <= F, axis=1) & np.any(v < F, axis=1))
-            self.front = [t for t, k in zip(self.front, keep, strict=True) if k]
+            if not keep.all():
+                self.front = [t for t, k in zip(self.front, keep, strict=True) if k]
+                self._front_set = set(self.front)
+                F = F[keep]
         self.front.append(trial_id)
+        self._front_set.add(trial_id)
+        self._front_F = np.vstack([F.reshape(-1, len(v)), v[None, :]])
+
+    def _set_front(self, ids: list[int]) -> None:
+        self.front = ids
+        self._front_set = set(ids)
+        self._front_F = None
 
     def _observe_range(self, metrics: Mapping[str, Any]) -> None:
         """Track the range of feasible results (for a data-derived reference point)."""
@@ -492,9 +509,7 @@ class SearchMethod:
             np.minimum(self._lo, v, out=self._lo)
 
     def _record_hypervolume(self) -> None:
-        F = np.array([self._vectors[t] for t in self.front]).reshape(
-            -1, len(self.objectives.objectives)
-        )
+        F = self._front_matrix()
         ref = fill_reference(self._ref, self._hi, self._lo)
         self.hv_history.append(
             {

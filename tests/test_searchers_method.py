@@ -425,3 +425,23 @@ def test_incremental_front_matches_a_brute_force_front_after_every_event():
         F = np.array([obj.vector(r["metrics"]) for r in rows])
         expected = {rows[i]["trial_id"] for i in np.flatnonzero(nondominated_mask(F))}
         assert set(method.front) == expected
+
+
+def test_front_member_turning_infeasible_leaves_an_empty_front():
+    cfg = make_config(
+        constraints=["latency_ms <= 5"],
+        early_stopping={"name": "mo-asha", "min_length": 1, "max_length": 3, "reduction_factor": 3},
+        budget={"max_trials": 3, "max_concurrent": 3},
+    )
+    method = SearchMethod(cfg)
+    tids = [op.trial_id for op in method.initial_operations() if isinstance(op, Create)]
+    ok = {"validation_accuracy": 0.5, "latency_ms": 4.0}
+    slow = {"validation_accuracy": 0.9, "latency_ms": 9.0}
+    assert method.on_validation_completed(tids[0], ok, 1) == []  # paused, alone on the front
+    assert method.front == [tids[0]]
+    method.on_validation_completed(tids[1], slow, 1)
+    ops = method.on_validation_completed(tids[2], slow, 1)
+    assert ValidateAfter(tids[0], 3) in ops  # the feasible one is promoted from its pause
+    ops = method.on_validation_completed(tids[0], {**ok, "latency_ms": 6.0}, 3)
+    assert method.front == [] and method.hypervolume() == 0.0
+    assert Shutdown(failure=False) in ops
