@@ -81,14 +81,16 @@ def _bench(table_path: str, dataset: str, device: str) -> tuple[NB201Benchmark, 
     return _BENCH[key]
 
 
-def hwnas_config(spec: RunSpec, ref: Reference) -> dict[str, Any]:
+def hwnas_config(
+    spec: RunSpec, ref: Reference, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The search config a user would write for this run (full fidelity, one at a time)."""
     raw: dict[str, Any] = {
         "name": f"sq-{spec.method}-{spec.setting}-{spec.seed}",
         "seed": spec.seed,
         "space": {"name": "nb201", "options": {"C": 16, "N": 5}},
         "data": {"dataset": spec.dataset},
-        "strategy": {"name": spec.method},
+        "strategy": {"name": spec.method, "options": dict(options or {})},
         "early_stopping": {"name": "none", "max_length": NB201_EPOCHS},
         "budget": {"max_trials": spec.budget, "max_concurrent": 1},
         "latency": {"enabled": False},
@@ -116,8 +118,13 @@ def _one_blas_thread() -> None:
     threadpool_limits(1)
 
 
-def run_one(spec: RunSpec, table_path: str) -> dict[str, Any]:
-    """Run one search and return its figure curves (lists of floats, one per query)."""
+def run_one(
+    spec: RunSpec, table_path: str, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run one search and return its figure curves (lists of floats, one per query).
+
+    ``options`` are strategy options for an hwnas method (defaults when None).
+    """
     _one_blas_thread()
     bench, ref = _bench(table_path, spec.dataset, spec.device)
     started = time.perf_counter()
@@ -135,7 +142,7 @@ def run_one(spec: RunSpec, table_path: str) -> dict[str, Any]:
         )
         result = TabularRunner(method, bench, max_queries=spec.budget, seed=spec.seed).run()
     else:
-        config = parse_config(hwnas_config(spec, ref), f"<{spec.method} config>")
+        config = parse_config(hwnas_config(spec, ref, options), f"<{spec.method} config>")
         _, result = run_search_on_table(config, bench, noise_seed=spec.seed)
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
@@ -168,11 +175,17 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
     return sorted(specs, key=lambda s: (slow.get(s.method, 2), s.mode != "mo"))
 
 
-def run_grid(specs: list[RunSpec], table_path: str, jobs: int) -> list[dict[str, Any]]:
+def run_grid(
+    specs: list[RunSpec],
+    table_path: str,
+    jobs: int,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Run every spec (in ``jobs`` processes) with progress shown; results in spec order."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    opts = options or {}
     console = Console(stderr=True)
     results: list[dict[str, Any] | None] = [None] * len(specs)
     started = time.perf_counter()
@@ -192,10 +205,13 @@ def run_grid(specs: list[RunSpec], table_path: str, jobs: int) -> list[dict[str,
         task = progress.add_task("search-quality runs", total=len(specs))
         if jobs <= 1:
             for i, spec in enumerate(specs):
-                done(i, run_one(spec, table_path), progress, task)
+                done(i, run_one(spec, table_path, opts.get(spec.method)), progress, task)
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(run_one, s, table_path): i for i, s in enumerate(specs)}
+                futures = {
+                    pool.submit(run_one, s, table_path, opts.get(s.method)): i
+                    for i, s in enumerate(specs)
+                }
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result(), progress, task)
     return [r for r in results if r is not None]
@@ -222,6 +238,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"hwnas strategies (default: every registered one: {', '.join(sorted(STRATEGIES))})",
     )
     p.add_argument("--peers", nargs="*", default=list(PEERS), help="Optuna peers to compare")
+    p.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="STRATEGY.OPTION=VALUE",
+        help="a strategy option (e.g. evolution.population=10); repeatable",
+    )
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--quick", action="store_true", help="3 seeds, budgets 25/50, cifar10 on raspi4")
     args = p.parse_args(argv)
@@ -239,7 +263,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if min(args.budgets) < 1 or args.seeds < 1:
         p.error("budgets and --seeds must be >= 1")
     args.budgets = sorted(set(args.budgets))
+    args.strategy_options = _parse_options(p, args.options, args.strategies)
     return args
+
+
+def _parse_options(
+    p: argparse.ArgumentParser, items: list[str], strategies: list[str]
+) -> dict[str, dict[str, Any]]:
+    """``["evolution.population=10"]`` -> ``{"evolution": {"population": 10}}`` (YAML values)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, dot, rest = item.partition(".")
+        key, eq, value = rest.partition("=")
+        if not (dot and eq and key):
+            p.error(f"--set {item!r}: expected STRATEGY.OPTION=VALUE")
+        if name not in strategies:
+            p.error(f"--set {item!r}: {name!r} is not among --strategies {strategies}")
+        out.setdefault(name, {})[key] = yaml.safe_load(value)
+    for name, options in out.items():
+        try:
+            strategy_class(name).Options(**options)
+        except (TypeError, ValueError) as exc:
+            p.error(f"--set: bad options for {name}: {exc}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     specs = build_specs(args)
     started = time.perf_counter()
-    results = run_grid(specs, str(table_path), args.jobs)
+    results = run_grid(specs, str(table_path), args.jobs, args.strategy_options)
     elapsed = time.perf_counter() - started
     summary = summarise(results, args, elapsed)
     write_outputs(summary, args.out)

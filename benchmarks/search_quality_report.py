@@ -149,6 +149,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
             "datasets": list(args.datasets),
             "devices": list(args.devices),
             "strategies": list(args.strategies),
+            "strategy_options": dict(getattr(args, "strategy_options", {}) or {}),
             "peers": list(args.peers),
             "jobs": args.jobs,
             "cpu_count": os.cpu_count(),

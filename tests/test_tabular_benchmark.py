@@ -100,8 +100,10 @@ def test_cli_writes_table_json_and_plot(nb201_table_file, tmp_path, capsys):
     argv = ["--out", str(out), "--table", str(nb201_table_file), "--budgets", "5", "10"]
     argv += ["--seeds", "2", "--datasets", "cifar10", "--devices", "eyeriss", "--jobs", "1"]
     argv += ["--strategies", "random", "evolution", "--peers", "optuna-random"]
+    argv += ["--set", "evolution.population=6"]
     assert main(argv) == 0
     summary = json.loads((out / "search_quality.json").read_text())
+    assert summary["meta"]["strategy_options"] == {"evolution": {"population": 6}}
     assert (out / "search_quality.png").stat().st_size > 10_000
     assert summary["meta"]["runs"] == 2 * 3 * 2  # seeds x methods x (1 MO + 1 SO setting)
     hv = summary["overall"]["mo:all"]["hv_ratio"]
@@ -117,5 +119,9 @@ def test_cli_writes_table_json_and_plot(nb201_table_file, tmp_path, capsys):
 def test_cli_rejects_unknown_names(nb201_table_file, tmp_path):
     with pytest.raises(SystemExit):
         main(["--strategies", "no-such-strategy", "--table", str(nb201_table_file)])
+    with pytest.raises(SystemExit):
+        main(["--set", "evolution.no_such_option=1", "--table", str(nb201_table_file)])
+    with pytest.raises(SystemExit):
+        main(["--set", "evolution", "--table", str(nb201_table_file)])
     assert main(["--devices", "tpu", "--table", str(nb201_table_file), "--quick"]) == 2
     assert main(["--table", str(tmp_path / "missing.csv.gz")]) == 2
