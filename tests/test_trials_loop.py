@@ -76,12 +76,20 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
     ):
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
     assert a["scheduler"] == b["scheduler"]
+    assert a["scaler"] == b["scaler"]
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
-@pytest.mark.parametrize("space", ["nb201", "mobilenet"])
-def test_resume_after_two_epochs_matches_three_uninterrupted(space: str, tmp_path: Path) -> None:
-    hp = hparams(space)
+@pytest.mark.parametrize(
+    ("space", "amp"), [("nb201", "off"), ("mobilenet", "off"), ("nb201", "fp16")]
+)
+def test_resume_after_two_epochs_matches_three_uninterrupted(
+    space: str, amp: str, tmp_path: Path
+) -> None:
+    # fp16 also round-trips the GradScaler's scale and growth tracker through the checkpoint.
+    hp = hparams(space, amp=amp)
+    if amp == "fp16":
+        hp["data"]["train_subset"] = 128  # fp16 autocast is slow on CPU: two steps an epoch
     straight = train_to(hp, 3, tmp_path / "straight")
     first = train_to(hp, 2, tmp_path / "resumed")
     assert first["epochs"] == 2
