@@ -26,9 +26,12 @@ from latency.errors import ExportError
 
 #: Opset 17 is supported by every onnxruntime >= 1.13 and TensorRT 10, and by both exporters.
 DEFAULT_OPSET = 17
-#: Max abs difference allowed between torch (fp32, eval) and ORT outputs on the same input.
+#: Allowed max |ORT - torch| on the same input: ``atol + rtol * max|torch output|``. Relative
+#: to the output's scale, not per element: randomly initialised nets (BN at its initial
+#: statistics) can output logits of 1e5, where float32 cancellation leaves errors of ~1e-7 of
+#: the scale on the small elements (measured: 0.043 on an element of 0.8, scale 2.7e5).
 DEFAULT_ATOL = 1e-4
-DEFAULT_RTOL = 1e-3
+DEFAULT_RTOL = 1e-4
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -160,7 +163,7 @@ def export_onnx(
 
     ``label`` names the architecture in error messages. Raises ``ExportError`` when the exporter
     rejects an operator, ``onnx.checker`` rejects the graph, or the outputs differ by more than
-    ``atol + rtol * |torch output|``.
+    ``atol + rtol * max|torch output|``.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -218,10 +221,11 @@ def export_onnx(
             )
         diff = np.abs(actual - expected)
         max_abs_diff = float(diff.max()) if diff.size else 0.0
-        if not np.all(diff <= atol + rtol * np.abs(expected)):
+        scale = float(np.abs(expected).max()) if expected.size else 0.0
+        if not np.isfinite(max_abs_diff) or max_abs_diff > atol + rtol * scale:
             raise ExportError(
                 f"export of {label} does not match torch: max abs diff {max_abs_diff:.3g} "
-                f"exceeds atol={atol:g} + rtol={rtol:g}*|out|"
+                f"exceeds atol={atol:g} + rtol={rtol:g} * max|out| ({scale:.3g})"
             )
     size = path.stat().st_size
     data_file = path.with_name(path.name + ".data")
