@@ -357,3 +357,40 @@ def test_shipped_local_configs_validate(path):
     config = load_config(path)
     assert config.latency.backend == "ort-cpu" and config.data.dataset == "digits"
     assert len(config.objectives) == 2  # the demo shows an accuracy-latency front
+
+
+@pytest.mark.slow  # ~1-2 min: real trainings of experiment_yamls/local_smoke.yaml
+def test_real_search_interrupted_and_resumed(tmp_path):
+    """The smoke config with real trials: Ctrl-C after the first result, then --resume."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hwnas.cli",
+            "search",
+            "experiment_yamls/local_smoke.yaml",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        state = load_state(out) if (out / "state.json").exists() else None
+        if state and state["runner"]["timeline"]:
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert cli_main(["search", "--resume", str(out)]) == 0
+    state = load_state(out)
+    assert state["runner"]["shutdown"] and len(state["runner"]["trials"]) == 4
+    finished = [(e["trial_id"], e["length"]) for e in state["runner"]["timeline"] if e["ok"]]
+    assert len(finished) == len(set(finished))  # no length was trained to completion twice
+    assert all(t["lengths"] for t in state["runner"]["trials"].values())
+    assert json.loads((out / "pareto.json").read_text())["front"]
