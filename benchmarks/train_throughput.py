@@ -166,8 +166,9 @@ def _print_table(results: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="trial training throughput (median of repeats)")
-    for column in ("net", "device", "amp", "batch", "params", "images/s", "runs", "peak MiB"):
-        table.add_column(column, justify="right" if column not in ("net", "device") else "left")
+    columns = ("net", "device", "amp", "layout", "threads", "batch", "params", "images/s", "runs")
+    for column in (*columns, "peak MiB"):
+        table.add_column(column, justify="left" if column in ("net", "device") else "right")
     for r in results:
         peak = f"{r['peak_memory_mib']:.0f}"
         if "peak_rss_rise_mib" in r:
@@ -176,6 +177,9 @@ def _print_table(results: list[dict[str, Any]]) -> None:
             r["net"],
             r["device_name"],
             r["amp"],
+            ("channels_last" if r["channels_last"] else "nchw")
+            + (" compiled" if r["compile"] else ""),
+            str(r["threads"] or "default"),
             str(r["batch_size"]),
             f"{r['params']:,}",
             f"{r['images_per_second']:.0f}",
