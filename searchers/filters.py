@@ -16,7 +16,6 @@ small space whose every architecture was tried, or a constraint nothing satisfie
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -113,9 +112,4 @@ class CandidateFilter:
         self.consecutive_rejections = int(state["consecutive_rejections"])
 
 
-def finite_or_none(x: float | None) -> float | None:
-    """``x`` when finite, else None (keeps state strict JSON)."""
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-__all__ = ["CandidateFilter", "CostPredictor", "finite_or_none", "load_cost_predictor"]
+__all__ = ["CandidateFilter", "CostPredictor", "load_cost_predictor"]

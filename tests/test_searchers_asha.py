@@ -43,6 +43,7 @@ def test_single_objective_schedule_by_hand():
     assert got == [[], [], [4]]
     assert asha.record(4, 9, {"validation_accuracy": 0.97}) == []  # last rung: no promotion
     assert asha.next_length(1) == 3 and asha.next_length(9) is None
+    assert asha.is_promoted(4, 1) and asha.is_promoted(4, 3) and not asha.is_promoted(5, 1)
 
 
 def test_constraints_rank_infeasible_last():
