@@ -63,29 +63,40 @@ class SpaceConfig(_Model):
 
 
 class DataConfig(_Model):
-    """Forwarded to the trial as ``hparams["data"]``."""
+    """Forwarded to the trial as ``hparams["data"]`` (mirrors ``trials.hparams.DataSettings``;
+    ``tests/test_config.py`` checks the two agree)."""
 
     dataset: Literal["digits", "cifar10", "cifar100", "imagefolder"] = "digits"
     root: str | None = None
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     download: bool = False
     num_workers: int = Field(0, ge=0)
+    #: Side of the square crop for ``imagefolder`` data (other datasets have a fixed size).
+    image_size: int = Field(224, ge=8)
+    #: Use only the first N training images after the split (quick runs and benchmarks).
+    train_subset: int | None = Field(None, ge=1)
 
 
 class TrainingConfig(_Model):
-    """Forwarded to the trial as ``hparams["training"]``; ``max_epochs`` comes from
+    """Forwarded to the trial as ``hparams["training"]`` (mirrors
+    ``trials.hparams.TrainingSettings``); ``max_epochs`` comes from
     ``early_stopping.max_length`` (so it is not a field here)."""
 
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=2)
     lr: float = Field(0.05, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    grad_clip: float | None = Field(5.0, gt=0.0)
+    #: Max gradient norm; None or 0 disables clipping.
+    grad_clip: float | None = Field(5.0, ge=0.0)
     amp: Literal["off", "bf16", "fp16"] = "off"
     channels_last: bool = False
     compile: bool = False
+    #: torch intra-op threads for CPU training (None: torch's default, one per core).
+    cpu_threads: int | None = Field(None, ge=1)
+    #: Batch-size multiplier for evaluation (no gradients, so more fits).
+    eval_batch_factor: int = Field(4, ge=1)
 
 
 class LatencyConfig(_Model):

@@ -136,3 +136,31 @@ def test_the_documented_example_is_valid():
     raw = yaml.safe_load("\n".join(line[4:] for line in block.splitlines()))
     cfg = parse_config(raw, "docstring")
     assert cfg.strategy.name == "nsga2" and cfg.early_stopping.name == "mo-asha"
+
+
+def test_forwarded_sections_agree_with_what_trials_accept():
+    """The searcher cannot import ``trials`` (one-way arrows), so it mirrors the trial's
+    hparams models; a field added on either side shows up here."""
+    from searchers.config import DataConfig, LatencyConfig, SearchConfig, TrainingConfig
+    from trials.hparams import DataSettings, LatencySettings, TrainingSettings, TrialHParams
+
+    assert set(DataConfig.model_fields) == set(DataSettings.model_fields)
+    assert set(TrainingConfig.model_fields) | {"max_epochs"} == set(TrainingSettings.model_fields)
+    assert set(LatencyConfig.model_fields) - {"predictor"} == set(LatencySettings.model_fields)
+    for field in DataConfig.model_fields:
+        assert DataConfig.model_fields[field].default == DataSettings.model_fields[field].default
+    for field in TrainingConfig.model_fields:
+        assert (
+            TrainingConfig.model_fields[field].default
+            == TrainingSettings.model_fields[field].default
+        ), field
+    # And the hparams a search sends validate as the trial's own model.
+    cfg = SearchConfig.model_validate(GOOD)
+    hp = {
+        **cfg.trial_hparams_base(),
+        "space": "nb201",
+        "space_options": {"C": 8, "N": 1},
+        "arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "seed": 1,
+    }
+    TrialHParams.model_validate(hp)
