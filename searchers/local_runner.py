@@ -16,13 +16,16 @@ from its checkpoint (or its already-written result is used, so nothing trains tw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +66,27 @@ class RunnerError(RuntimeError):
 
 
 class _StopRequested(Exception):
-    """Raised by the ``stop_after_events`` hook to simulate an interruption."""
+    """Raised at a safe point after Ctrl-C / SIGTERM, or by the ``stop_after_events`` hook."""
+
+
+@contextlib.contextmanager
+def _deferred_interrupts(runner: LocalRunner) -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into a request the runner honours between steps, so state.json
+    never misses an operation that was half launched. A second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def request(signum: int, frame: Any) -> None:
+        runner.interrupt = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -142,6 +165,7 @@ class LocalRunner:
         self.trials: dict[int, dict[str, Any]] = {}
         self.queue: deque[Operation] = deque()  # operations not yet acted on, in order
         self.waiting: deque[tuple[int, int]] = deque()  # ValidateAfter not yet launched
+        self.interrupt = ""  # set by a signal handler; honoured at the next safe point
         self.events = 0
         self.last_event = ""
         self.shutdown = False
@@ -162,7 +186,7 @@ class LocalRunner:
             "runner": {
                 "trials": {str(k): v for k, v in self.trials.items()},
                 # In-flight work first: on resume it is issued again before anything new.
-                "waiting": running + [list(w) for w in self.waiting],
+                "waiting": _unique(running + [list(w) for w in self.waiting]),
                 # Child pids, so a resume after a hard kill can stop any that outlived us.
                 "pids": {str(p.trial_id): p.popen.pid for p in self.pool.running.values()},
                 "queue": [operation_to_json(op) for op in self.queue],
@@ -210,6 +234,12 @@ class LocalRunner:
             self.progress.update(self.status())
         if self.stop_after_events is not None and self.events >= self.stop_after_events:
             raise _StopRequested(f"stopped after {self.events} events (test hook)")
+        self._check_interrupt()
+
+    def _check_interrupt(self) -> None:
+        """A safe point: everything so far is saved, so an interruption may stop here."""
+        if self.interrupt:
+            raise _StopRequested(self.interrupt)
 
     def _trial_dir(self, trial_id: int) -> Path:
         return self.out_dir / "trials" / str(trial_id)
@@ -282,12 +312,12 @@ class LocalRunner:
             if index is None:
                 return
             trial_id, length = self.waiting[index]
-            del self.waiting[index]
             trial = self.trials[trial_id]
             trial_dir = self._trial_dir(trial_id)
             existing = read_result(trial_dir / f"result_{length}.json")
             if existing is not None:
                 # Finished before an interruption but not yet delivered: use it, don't retrain.
+                del self.waiting[index]
                 self._log(f"trial {trial_id}: using the saved result for length {length}")
                 self._deliver(outcome_from_result(trial_id, length, existing))
                 continue
@@ -298,6 +328,7 @@ class LocalRunner:
                 "trial_id": trial_id,
             }
             self.pool.launch(trial_id, length, request, trial_dir)
+            del self.waiting[index]  # only now: it is in the pool's running set
             trial["status"] = RUNNING
             self._log(f"trial {trial_id}: training to length {length}")
             self.save()
@@ -388,6 +419,7 @@ class LocalRunner:
         try:
             self._close_settled()
             while True:
+                self._check_interrupt()
                 self._process_queue()
                 if self.shutdown:
                     return "shutdown"
@@ -413,10 +445,21 @@ class LocalRunner:
             return
         self.pool.kill_all()
         # Re-issued on resume, before anything else; the trial resumes from its checkpoint.
-        self.waiting = deque(running + list(self.waiting))
+        self.waiting = deque(tuple(w) for w in _unique([*running, *self.waiting]))
         for tid, _ in running:
             self.trials[tid]["status"] = IDLE
         self.save()
+
+
+def _unique(pairs: Sequence[Sequence[int]]) -> list[list[int]]:
+    """``[trial_id, length]`` pairs without repeats, first occurrence kept."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for t, n in pairs:
+        if (t, n) not in seen:
+            seen.add((t, n))
+            out.append([t, n])
+    return out
 
 
 def _python_path_env() -> dict[str, str]:
@@ -516,7 +559,7 @@ def run_search(
             f"{len(runner.waiting)} operation(s) to issue again"
         )
     interrupted, reason = False, ""
-    with view:
+    with view, _deferred_interrupts(runner):
         try:
             if not resume:
                 runner.start()

@@ -389,7 +389,8 @@ def test_real_search_interrupted_and_resumed(tmp_path):
     assert proc.returncode == 1, stderr
     assert cli_main(["search", "--resume", str(out)]) == 0
     state = load_state(out)
-    assert state["runner"]["shutdown"] and len(state["runner"]["trials"]) == 4
+    assert state["runner"]["shutdown"], (stderr, state["runner"])
+    assert len(state["runner"]["trials"]) == 4
     finished = [(e["trial_id"], e["length"]) for e in state["runner"]["timeline"] if e["ok"]]
     assert len(finished) == len(set(finished))  # no length was trained to completion twice
     assert all(t["lengths"] for t in state["runner"]["trials"].values())
