@@ -5,9 +5,10 @@
 1. validity — ``space.validate`` (an ``ArchitectureError`` is a rejection, not a crash);
 2. dedupe — the canonical key was never proposed before (a duplicate never trains twice);
 3. hard constraints on predicted/cached cost — a ``cost_predictor`` (any object with
-   ``predict(arch) -> float``, e.g. ``latency.predictor.LatencyPredictor``) gives the cost
-   metric's value before anything trains; a candidate whose prediction breaks a constraint on
-   that metric is dropped.
+   ``predict(arch) -> float``, e.g. ``latency.predictor.LatencyPredictor``; ``CachedLatency``
+   puts the latency cache's measured figures in front of it) gives the cost metric's value
+   before anything trains; a candidate whose cost breaks a constraint on that metric is
+   dropped. No figure (None) means no rejection.
 
 Retries are bounded: after ``max_consecutive_rejections`` rejections in a row ``propose``
 returns None, and the search method ends the search gracefully instead of spinning (e.g. a
@@ -25,7 +26,9 @@ from spaces.base import ArchitectureError, SearchSpace
 
 
 class CostPredictor(Protocol):
-    def predict(self, arch: str) -> float: ...
+    """Anything with ``predict(arch)``: a cost in the cost metric's units (None: unknown)."""
+
+    def predict(self, arch: str) -> float | None: ...
 
 
 def load_cost_predictor(spec: str | None) -> CostPredictor | None:
@@ -42,6 +45,60 @@ def load_cost_predictor(spec: str | None) -> CostPredictor | None:
         return LatencyPredictor.load(spec)
     except Exception as exc:  # any failure to load is a config problem, named as such
         raise ConfigError(f"latency.predictor: cannot load {spec!r}: {exc}") from exc
+
+
+#: ``(input_shape, num_classes)`` a trial uses per dataset (``trials.data``'s ``DatasetInfo``;
+#: a test keeps them in sync). ``imagefolder`` depends on the folder, so it has no entry.
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((1, 16, 16), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+}
+
+
+class CachedLatency:
+    """Cost from the latency cache's measured figure when there is one, else ``fallback``.
+
+    Uses ``latency.measure.cached_latency``, which never measures; any failure to read the
+    cache (missing file, no device facts in this process) counts as a miss, since the
+    pre-filter is best effort and must never stop a search.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        cache_path: str,
+        *,
+        backend: str,
+        batch: int,
+        threads: int,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        fallback: CostPredictor | None = None,
+    ) -> None:
+        self.space = space
+        self.cache_path = cache_path
+        self.target = {
+            "backend": backend,
+            "batch": batch,
+            "threads": threads,
+            "input_shape": input_shape,
+            "num_classes": num_classes,
+        }
+        self.fallback = fallback
+        self.hits = 0
+
+    def predict(self, arch: str) -> float | None:
+        try:
+            from latency.measure import cached_latency
+
+            hit = cached_latency(self.space, arch, cache_path=self.cache_path, **self.target)
+        except Exception:  # best effort: a cache we cannot read is a miss
+            hit = None
+        if hit is not None:
+            self.hits += 1
+            return float(hit.median_ms)
+        return None if self.fallback is None else float(self.fallback.predict(arch))
 
 
 class CandidateFilter:
@@ -66,10 +123,11 @@ class CandidateFilter:
         self.consecutive_rejections = 0
 
     def predicted_cost(self, arch: str) -> float | None:
-        """The predictor's value for ``arch`` (None without a predictor)."""
+        """The predictor's value for ``arch`` (None without a predictor or a figure)."""
         if self.cost_predictor is None:
             return None
-        return float(self.cost_predictor.predict(arch))
+        cost = self.cost_predictor.predict(arch)
+        return None if cost is None else float(cost)
 
     def check(self, arch: str) -> tuple[str | None, str, float | None]:
         """``(normalised arch or None, reason, predicted cost)`` for one proposal."""
@@ -112,4 +170,10 @@ class CandidateFilter:
         self.consecutive_rejections = int(state["consecutive_rejections"])
 
 
-__all__ = ["CandidateFilter", "CostPredictor", "load_cost_predictor"]
+__all__ = [
+    "DATASET_SHAPES",
+    "CachedLatency",
+    "CandidateFilter",
+    "CostPredictor",
+    "load_cost_predictor",
+]

@@ -38,7 +38,13 @@ import numpy as np
 
 from searchers.asha import ASHA
 from searchers.config import SearchConfig
-from searchers.filters import CandidateFilter, CostPredictor, load_cost_predictor
+from searchers.filters import (
+    DATASET_SHAPES,
+    CachedLatency,
+    CandidateFilter,
+    CostPredictor,
+    load_cost_predictor,
+)
 from searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter
 from searchers.pareto import (
     configured_reference,
@@ -108,6 +114,20 @@ class SearchMethod:
         )
         if cost_predictor is None:
             cost_predictor = load_cost_predictor(config.latency.predictor)
+        lat = config.latency
+        if lat.cache and lat.enabled and config.data.dataset in DATASET_SHAPES:
+            # Measured figures from earlier trials beat predictions; never measures here.
+            shape, classes = DATASET_SHAPES[config.data.dataset]
+            cost_predictor = CachedLatency(
+                self.space,
+                lat.cache,
+                backend=lat.backend,
+                batch=lat.batch,
+                threads=lat.threads,
+                input_shape=shape,
+                num_classes=classes,
+                fallback=cost_predictor,
+            )
         self.filter = CandidateFilter(
             self.space,
             self.objectives,
