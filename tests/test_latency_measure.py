@@ -250,3 +250,14 @@ def test_reference_pairing_adds_a_ratio_and_its_own_cache_key(tmp_path, worker):
     assert again.cached and again.to_metrics()["latency_ref_ratio"] == metrics["latency_ref_ratio"]
     with pytest.raises(ValueError, match="ONNX backend"):
         measure_architecture(space, arch, backend="torch-cpu", reference=True, **kwargs)
+
+
+def test_cli_mounts_under_another_parser_as_hwnas_latency():
+    import argparse
+
+    from latency.cli import add_parser, run_profile
+
+    parser = argparse.ArgumentParser(prog="hwnas")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["latency", "profile", "--space", "nb201", "--out", "p.json"])
+    assert args.handler is run_profile and args.n == 200 and args.backend == "ort-cpu"
