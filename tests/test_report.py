@@ -108,3 +108,12 @@ def test_report_of_an_empty_search(tmp_path):
     doc = json.loads(paths[0].read_text())
     assert doc["front"] == [] and doc["hypervolume"] == 0.0 and doc["n_trials"] == 0
     assert paths[2].read_bytes().startswith(PNG_MAGIC)
+
+
+def test_single_objective_report_plots_against_latency(tmp_path):
+    objectives = make_objectives([("validation_accuracy", "maximize")])
+    paths = write_report(RECORDS, tmp_path, objectives)
+    doc = json.loads(paths[0].read_text())
+    assert [m["trial_id"] for m in doc["front"]] == [4]  # no constraint: the most accurate
+    assert doc["hypervolume"] == pytest.approx(0.95)  # reference: accuracy 0
+    assert paths[2].read_bytes().startswith(PNG_MAGIC)
