@@ -9,9 +9,13 @@ master does, by ``on_trial_closed`` once the trial has exited. Close -> ``on_tri
 the trial has no work left. Shutdown -> the search ends.
 
 After every event the method's state and the runner's own (trials, their folders, pending
-operations) are written atomically to ``OUT/state.json``. ``run_search(OUT, resume=True)``
-continues from there: operations that were in flight are issued again, and a trial resumes
-from its checkpoint (or its already-written result is used, so nothing trains twice).
+operations, child pids, a timeline of results) are written atomically to ``OUT/state.json``,
+with the config copied to ``OUT/config.yaml``. ``run_search(None, OUT, resume=True)``
+(``hwnas search --resume OUT``) continues from there: operations that were in flight are issued
+again, and a trial resumes from its checkpoint (or its already-written result is used, so
+nothing trains twice). Ctrl-C and SIGTERM take effect at the next safe point (between steps);
+children run in their own process groups, die with the runner (Linux ``PR_SET_PDEATHSIG``) and
+are killed as a group on timeout (``runner.trial_timeout_s``).
 """
 
 from __future__ import annotations
