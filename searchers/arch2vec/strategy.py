@@ -43,6 +43,9 @@ class Arch2VecOptions(StrategyOptions):
     model_path: str | None = None
     initial_random: int = Field(10, ge=2)
     retrain_every: int = Field(1, ge=1)
+    #: Re-tune the GP hyperparameters (grid over marginal likelihood) every this many new
+    #: results; fits in between reuse them (the grid is most of a refit's cost).
+    tune_every: int = Field(10, ge=1)
     #: Fit on at most this many results (the most recent), bounding the cost of a refit.
     max_train: int = Field(500, ge=10)
     #: Pool size per ask for spaces too large to list (half mutations of the best).
@@ -111,10 +114,15 @@ class _Embedder:
         return out
 
 
-class _GP:
-    """A Matern GP on standardised targets, hyperparameters by marginal likelihood on a grid."""
+#: GP hyperparameter grid: Matern length scales (standardised embeddings) x noise levels.
+_GRID = [(ls, noise) for ls in (1.0, 2.0, 4.0, 8.0) for noise in (0.01, 0.1, 0.5)]
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> _GP:
+
+class _GP:
+    """A Matern GP on standardised targets; hyperparameters by marginal likelihood on a grid."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray, params: list[float] | None = None) -> _GP:
+        """Fit with ``params`` (``[length_scale, noise]``), or the grid's best when None."""
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import Matern, WhiteKernel
 
@@ -125,14 +133,13 @@ class _GP:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ill-conditioning chatter on tiny data sets
             # A grid of a few Cholesky factorisations: deterministic and cheap, no optimiser.
-            for length_scale in (1.0, 2.0, 4.0, 8.0):
-                for noise in (0.01, 0.1, 0.5):
-                    kernel = Matern(length_scale=length_scale, nu=2.5) + WhiteKernel(noise)
-                    gp = GaussianProcessRegressor(kernel=kernel, optimizer=None).fit(X, z)
-                    if best is None or gp.log_marginal_likelihood_value_ > best[0]:
-                        best = (gp.log_marginal_likelihood_value_, gp)
+            for length_scale, noise in [tuple(params)] if params else _GRID:
+                kernel = Matern(length_scale=length_scale, nu=2.5) + WhiteKernel(noise)
+                gp = GaussianProcessRegressor(kernel=kernel, optimizer=None).fit(X, z)
+                if best is None or gp.log_marginal_likelihood_value_ > best[0]:
+                    best = (gp.log_marginal_likelihood_value_, gp, [length_scale, noise])
         assert best is not None
-        self.gp = best[1]
+        _, self.gp, self.params = best
         return self
 
     def sample(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -154,6 +161,8 @@ class Arch2VecSearch(Strategy):
         self.proposed: set[str] = set()
         self.fit_size = 0
         self.fit_seed = 0
+        self.tuned_size = 0  # successes when the hyperparameters were last tuned
+        self.hyper: dict[str, list[float]] = {}  # metric -> [length_scale, noise]
         self._models: dict[str, _GP] = {}
         self._embedder: _Embedder | None = None
 
@@ -185,7 +194,11 @@ class Arch2VecSearch(Strategy):
         return tuple(dict.fromkeys(names))
 
     def _fit(self, n: int, seed: int) -> None:
-        """Fit one GP per modelled metric on the first ``n`` successes (most recent kept)."""
+        """Fit one GP per modelled metric on the first ``n`` successes (most recent kept).
+
+        Hyperparameters are re-tuned when there are none yet or ``tune_every`` new results
+        arrived since the last tuning; otherwise the stored ones are reused.
+        """
         opts: Arch2VecOptions = self.options  # type: ignore[assignment]
         metrics = self._modelled_metrics()
         data = [(a, v) for a, v in self.successes()[:n] if all(m in v for m in metrics)]
@@ -194,9 +207,14 @@ class Arch2VecSearch(Strategy):
         self.fit_size, self.fit_seed = n, seed
         if len(data) < 2:
             return
+        tune = set(self.hyper) != set(metrics) or n - self.tuned_size >= opts.tune_every
         X = self.embedder.features([a for a, _ in data])
         for m in metrics:
-            self._models[m] = _GP().fit(X, np.array([v[m] for _, v in data], dtype=float))
+            y = np.array([v[m] for _, v in data], dtype=float)
+            self._models[m] = _GP().fit(X, y, None if tune else self.hyper[m])
+        if tune:
+            self.hyper = {m: gp.params for m, gp in self._models.items()}
+            self.tuned_size = n
 
     # -- ask --------------------------------------------------------------------------------
     def ask(self) -> str:
@@ -310,6 +328,8 @@ class Arch2VecSearch(Strategy):
             "proposed": sorted(self.proposed),
             "fit_size": self.fit_size,
             "fit_seed": self.fit_seed,
+            "tuned_size": self.tuned_size,
+            "hyper": {m: [float(x) for x in p] for m, p in self.hyper.items()},
         }
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
@@ -317,5 +337,8 @@ class Arch2VecSearch(Strategy):
         self._models = {}
         self.fit_size = int(extra.get("fit_size", 0))
         self.fit_seed = int(extra.get("fit_seed", 0))
+        self.tuned_size = int(extra.get("tuned_size", 0))
+        self.hyper = {str(m): [float(x) for x in p] for m, p in extra.get("hyper", {}).items()}
         if self.fit_size:
+            # The default tuning rule makes the same choice the original fit made.
             self._fit(self.fit_size, self.fit_seed)
