@@ -153,6 +153,7 @@ def run_one(
         "curves": {k: [None if np.isnan(x) else float(x) for x in figs[k]] for k in keep},
         "queries": len(result.queries),
         "duplicates": result.duplicates,
+        "stalled": result.stalled,
         "sim_time_h": result.sim_time_s / 3600.0,
         "wall_s": wall,
         "cpu_s": cpu,

@@ -112,7 +112,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
         cpu[spec["method"]].append(r.get("cpu_s", np.nan))
         dups[spec["method"]].append(r["duplicates"])
         if r["queries"] < n:
-            short_runs.append({**spec, "queries": r["queries"]})
+            short_runs.append({**spec, "queries": r["queries"], "stalled": r.get("stalled")})
         for fig, curve in r["curves"].items():
             by[(spec["mode"], setting, fig, spec["method"])].append(curve)
             # overall multi-objective figures average over every dataset/device setting;
@@ -163,7 +163,9 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
             "hv_reference_point": REFERENCE_POINT.tolist(),
             "latency_bound": "median latency_ms of the device over the space",
             "duplicates": "a repeated architecture string is answered from the earlier query "
-            "at no cost (hwnas never repeats: its filter dedupes by canonical key)",
+            "at no cost (hwnas never repeats: its filter dedupes by canonical key); a run that "
+            "proposes more repeats than its budget is ended (short_runs) and keeps its last "
+            "figures for larger budgets",
         },
         "timing_s_per_run": {m: round(float(np.mean(w)), 3) for m, w in sorted(wall.items())},
         "cpu_s_per_run": {m: round(float(np.mean(c)), 3) for m, c in sorted(cpu.items())},
@@ -296,6 +298,14 @@ def print_tables(summary: dict[str, Any], methods: list[str]) -> None:
                 mark(g.get("cifar10_test"), g.get("cifar10_test_goal_met"), ".2f"),
             )
         console.print(table)
+    short: dict[str, list[int]] = defaultdict(list)
+    for run in summary["short_runs"]:
+        short[run["method"]].append(run["queries"])
+    for method, counts in short.items():
+        console.print(
+            f"{method}: {len(counts)} run(s) ended before the budget (only repeats proposed), "
+            f"after {min(counts)}-{max(counts)} queries; later budgets keep their last figures"
+        )
     console.print(f"runs: {summary['meta']['runs']} in {summary['meta']['elapsed_s']} s")
     console.print(f"wall seconds per run: {summary['timing_s_per_run']}")
     console.print(f"CPU seconds per run: {summary['cpu_s_per_run']}")

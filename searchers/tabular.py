@@ -244,6 +244,8 @@ class TabularRunResult:
     duplicates: int = 0
     invalid: int = 0
     shutdown: bool = False
+    #: The method kept proposing repeats (more than ``max_duplicates``): the run was ended.
+    stalled: bool = False
     sim_time_s: float = 0.0
 
     @property
@@ -276,7 +278,9 @@ class TabularRunner:
     A *query* is one architecture trained (one table look-up that costs simulated time).
     A trial whose architecture was already queried (the same normalised string, so the same
     table row) is answered with the earlier result at no cost: a duplicate never consumes a
-    query. Functionally equivalent cells are distinct rows (NB201 trained each one), so they
+    query. A method that proposes more than ``max_duplicates`` repeats (default: as many as
+    ``max_queries``) has converged on what it already knows; the run ends there, flagged
+    ``stalled``. Functionally equivalent cells are distinct rows (NB201 trained each one), so they
     are distinct queries here; the search method's own canonical-key dedupe avoids them.
     """
 
@@ -297,9 +301,7 @@ class TabularRunner:
         self.max_queries = int(max_queries)
         self.seed = int(seed)
         self.workers = SimulatedWorkers(max_concurrent)
-        self.max_duplicates = (
-            int(max_duplicates) if max_duplicates is not None else 20 * self.max_queries + 100
-        )
+        self.max_duplicates = self.max_queries if max_duplicates is None else int(max_duplicates)
         self._spaces: dict[str, SearchSpace] = {}
         self._trials: dict[int, _Trial] = {}
         self._by_key: dict[str, dict[str, Any]] = {}  # arch -> metrics of its query
@@ -314,7 +316,7 @@ class TabularRunner:
     def run(self) -> TabularRunResult:
         """Run until the method shuts down, goes idle, or ``max_queries`` were answered."""
         self._drain(self.method.initial_operations())
-        while not self.result.shutdown:
+        while not (self.result.shutdown or self.result.stalled):
             while self._waiting and self.workers.free > 0 and self._started < self.max_queries:
                 self._start(*self._waiting.popleft())
             if self.workers.busy == 0:
@@ -345,7 +347,7 @@ class TabularRunner:
     # -- event handling ----------------------------------------------------------------------
     def _drain(self, ops: list[Operation]) -> None:
         self._ops.extend(ops)
-        while self._ops and not self.result.shutdown:
+        while self._ops and not (self.result.shutdown or self.result.stalled):
             op = self._ops.popleft()
             if isinstance(op, Create):
                 self._create(op)
@@ -432,10 +434,9 @@ class TabularRunner:
         """Report an earlier query's metrics for a duplicate trial; returns the method's ops."""
         self.result.duplicates += 1
         if self.result.duplicates > self.max_duplicates:
-            raise TabularError(
-                f"the search method proposed more than {self.max_duplicates} duplicate "
-                "architectures; it is not exploring"
-            )
+            # Repeats are free, so a method that only repeats would never end: stop it.
+            self.result.stalled = True
+            return []
         trial = self._trials[trial_id]
         trial.answered = length
         trial.busy = False

@@ -257,3 +257,12 @@ def test_load_benchmark_by_path(nb201_table_file, tmp_path):
     assert len(b) == 15_625 and (b.dataset, b.device) == ("cifar100", "pixel2")
     with pytest.raises(TableError, match="does not exist"):
         load_benchmark(tmp_path / "missing.csv.gz")
+
+
+def test_a_method_that_only_repeats_is_stopped(bench):
+    a, b_ = bench.arch_strs[11], bench.arch_strs[12]
+    method = ScriptedMethod([a, b_] + [a] * 20)
+    result = TabularRunner(method, bench, max_queries=10, max_duplicates=4, seed=0).run()
+    assert result.stalled and not result.shutdown
+    assert [q.arch for q in result.queries] == [a, b_]
+    assert result.duplicates == 5  # the fifth repeat ends the run
