@@ -103,6 +103,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
     )
     wall: dict[str, list[float]] = defaultdict(list)
     cpu: dict[str, list[float]] = defaultdict(list)
+    sim: dict[str, list[float]] = defaultdict(list)
     dups: dict[str, list[int]] = defaultdict(list)
     short_runs = []
     for r in results:
@@ -110,6 +111,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
         setting = f"{spec['dataset']}/{spec['device']}" if spec["mode"] == "mo" else spec["dataset"]
         wall[spec["method"]].append(r["wall_s"])
         cpu[spec["method"]].append(r.get("cpu_s", np.nan))
+        sim[spec["method"]].append(r.get("sim_time_h", np.nan))
         dups[spec["method"]].append(r["duplicates"])
         if r["queries"] < n:
             short_runs.append({**spec, "queries": r["queries"], "stalled": r.get("stalled")})
@@ -169,6 +171,9 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
         },
         "timing_s_per_run": {m: round(float(np.mean(w)), 3) for m, w in sorted(wall.items())},
         "cpu_s_per_run": {m: round(float(np.mean(c)), 3) for m, c in sorted(cpu.items())},
+        "simulated_gpu_hours_per_run": {
+            m: round(float(np.mean(h)), 1) for m, h in sorted(sim.items())
+        },
         "duplicates_per_run": {m: round(float(np.mean(d)), 2) for m, d in sorted(dups.items())},
         "short_runs": short_runs,
         "settings": settings,
