@@ -66,9 +66,15 @@ def validity_report(
     shape = (samples, cfg.num_nodes, cfg.latent_dim)
     prior = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
     prior_valid, prior_archs = decoded_validity(model, prior, lookup)
+    # Node ops alone: an inner-product decoder of independent node latents almost never
+    # draws a cell's exact wiring, so also report how often the ops form a cell.
+    _, prior_ops = decode_graphs(model, prior)
+    ops_keys = {key.split(b"|", 1)[1] for key in lookup}
+    ops_valid = np.mean([o.astype(np.uint8).tobytes() in ops_keys for o in prior_ops])
     out: dict[str, Any] = {
         "prior_valid": prior_valid,
         "prior_unique_valid": len({a for a in prior_archs if a is not None}),
+        "prior_ops_valid": float(ops_valid),
     }
     pick = rng.choice(adj.shape[0], size=min(samples, adj.shape[0]), replace=False)
     with torch.no_grad():
@@ -169,7 +175,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     )
     val = report["validity"]
     lines.append(
-        f"prior samples valid: {val['prior_valid']:.4f} ({val['prior_unique_valid']} unique archs)"
+        f"prior samples valid: {val['prior_valid']:.4f} ({val['prior_unique_valid']} unique archs);"
+        f" node ops alone valid: {val['prior_ops_valid']:.4f}"
     )
     for scale, v in val["perturbed"].items():
         lines.append(
