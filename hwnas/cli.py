@@ -1,4 +1,4 @@
-"""The ``hwnas`` command: one sub-command group per room, each registered by that room."""
+"""The ``hwnas`` command: each room registers its own sub-commands."""
 
 from __future__ import annotations
 
@@ -6,30 +6,18 @@ import argparse
 import importlib
 import sys
 
-# (sub-command, module providing ``add_parser(subparsers)``); each handler returns an exit code.
-COMMANDS = (
-    ("space", "spaces.cli"),
-    ("search", "searchers.cli"),
-    ("report", "searchers.cli"),
-    ("export", "searchers.cli"),
-)
+# Modules providing ``add_parser(subparsers)``; handlers set via ``set_defaults(handler=...)``
+# return an exit code. Imported lazily so ``hwnas space`` does not pay for torch.
+ROOM_CLIS = ("spaces.cli", "searchers.cli", "latency.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwnas", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="hwnas", description="Hardware-aware neural architecture search."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    registered: set[str] = set()
-    for _, module_name in COMMANDS:
-        if module_name in registered:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # room not built yet
-        module.add_parser(sub)
-        registered.add(module_name)
+    for module_name in ROOM_CLIS:
+        importlib.import_module(module_name).add_parser(sub)
     return parser
 
 
