@@ -44,12 +44,29 @@ class LatencyCache:
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None)
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            mode = self._conn.execute(f"PRAGMA journal_mode = {journal_mode}").fetchone()[0]
-            if mode.lower() != journal_mode.lower():
-                raise sqlite3.OperationalError(f"journal_mode {journal_mode} refused ({mode})")
-            self._conn.execute(_SCHEMA)
+            self._set_up(journal_mode, deadline=time.monotonic() + timeout_s)
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"latency cache {self.path} is not usable: {exc}") from exc
+
+    def _set_up(self, journal_mode: str, *, deadline: float) -> None:
+        """Switch the journal mode and create the table, retrying while another process does.
+
+        SQLite does not call the busy handler for every lock taken while a database changes
+        journal mode, so processes opening a new cache together can see "database is locked"
+        at once; retry (bounded by the timeout) instead of failing the trial."""
+        delay = 0.01
+        while True:
+            try:
+                mode = self._conn.execute(f"PRAGMA journal_mode = {journal_mode}").fetchone()[0]
+                if mode.lower() != journal_mode.lower():
+                    raise sqlite3.OperationalError(f"journal_mode {journal_mode} refused ({mode})")
+                self._conn.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT result FROM measurements WHERE key = ?", (key,)).fetchone()
