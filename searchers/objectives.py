@@ -141,6 +141,24 @@ class Objectives:
             names += [self.scalarization.metric, self.scalarization.cost]
         return tuple(dict.fromkeys(names))
 
+    @property
+    def is_multi_objective(self) -> bool:
+        """Several objectives and no scalarisation: strategies must trade them off."""
+        return len(self.objectives) > 1 and self.scalarization is None
+
+    @property
+    def modelled_metrics(self) -> tuple[str, ...]:
+        """What a surrogate predicts: the objectives (or the scalarisation's inputs) and every
+        constrained metric."""
+        if self.is_multi_objective:
+            names = list(self.metrics)
+        elif self.scalarization is not None:
+            names = [self.scalarization.metric, self.scalarization.cost]
+        else:
+            names = [self.metrics[0]]
+        names += [c.metric for c in self.constraints]
+        return tuple(dict.fromkeys(names))
+
     def vector(self, values: Mapping[str, Any]) -> np.ndarray:
         """The objective values as a minimisation vector (NaN where missing)."""
         out = np.empty(len(self.objectives))

@@ -22,7 +22,6 @@ torch is imported only when the first model-based ask needs the embeddings.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from pydantic import Field
 
 from searchers.pareto import hypervolume, nondominated_mask, reference_point
 from searchers.strategies.base import Strategy, StrategyOptions, register
+from searchers.surrogates import GaussianProcess
 from spaces.base import SearchSpace
 
 #: Spaces with at most this many architectures use all of them as the candidate pool.
@@ -122,40 +122,6 @@ class _Embedder:
         return out
 
 
-#: GP hyperparameter grid: Matern length scales (standardised embeddings) x noise levels.
-_GRID = [(ls, noise) for ls in (1.0, 2.0, 4.0, 8.0) for noise in (0.01, 0.1, 0.5)]
-
-
-class _GP:
-    """A Matern GP on standardised targets; hyperparameters by marginal likelihood on a grid."""
-
-    def fit(self, X: np.ndarray, y: np.ndarray, params: list[float] | None = None) -> _GP:
-        """Fit with ``params`` (``[length_scale, noise]``), or the grid's best when None."""
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import Matern, WhiteKernel
-
-        self.mu = float(y.mean())
-        self.sd = float(y.std()) or 1.0
-        z = (y - self.mu) / self.sd
-        best = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ill-conditioning chatter on tiny data sets
-            # A grid of a few Cholesky factorisations: deterministic and cheap, no optimiser.
-            for length_scale, noise in [tuple(params)] if params else _GRID:
-                kernel = Matern(length_scale=length_scale, nu=2.5) + WhiteKernel(noise)
-                gp = GaussianProcessRegressor(kernel=kernel, optimizer=None).fit(X, z)
-                if best is None or gp.log_marginal_likelihood_value_ > best[0]:
-                    best = (gp.log_marginal_likelihood_value_, gp, [length_scale, noise])
-        assert best is not None
-        _, self.gp, self.params = best
-        return self
-
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation per row, in the metric's own units."""
-        mean, std = self.gp.predict(X, return_std=True)
-        return mean * self.sd + self.mu, std * self.sd
-
-
 @register
 class Arch2VecSearch(Strategy):
     """BO with GP surrogates on arch2vec embeddings; Thompson draws, HVI / ParEGO pick."""
@@ -171,7 +137,7 @@ class Arch2VecSearch(Strategy):
         self.fit_seed = 0
         self.tuned_size = 0  # successes when the hyperparameters were last tuned
         self.hyper: dict[str, list[float]] = {}  # metric -> [length_scale, noise]
-        self._models: dict[str, _GP] = {}
+        self._models: dict[str, GaussianProcess] = {}
         self._embedder: _Embedder | None = None
 
     @property
@@ -188,18 +154,7 @@ class Arch2VecSearch(Strategy):
     # -- what is modelled -----------------------------------------------------------------
     @property
     def _mo(self) -> bool:
-        return len(self.objectives.objectives) > 1 and self.objectives.scalarization is None
-
-    def _modelled_metrics(self) -> tuple[str, ...]:
-        if self._mo:
-            names = list(self.objectives.metrics)
-        elif self.objectives.scalarization is not None:
-            s = self.objectives.scalarization
-            names = [s.metric, s.cost]
-        else:
-            names = [self.objectives.metrics[0]]
-        names += [c.metric for c in self.objectives.constraints]
-        return tuple(dict.fromkeys(names))
+        return self.objectives.is_multi_objective
 
     def _fit(self, n: int, seed: int) -> None:
         """Fit one GP per modelled metric on the first ``n`` successes (most recent kept).
@@ -208,7 +163,7 @@ class Arch2VecSearch(Strategy):
         arrived since the last tuning; otherwise the stored ones are reused.
         """
         opts: Arch2VecOptions = self.options  # type: ignore[assignment]
-        metrics = self._modelled_metrics()
+        metrics = self.objectives.modelled_metrics
         data = [(a, v) for a, v in self.successes()[:n] if all(m in v for m in metrics)]
         data = data[-opts.max_train :]
         self._models = {}
@@ -219,7 +174,7 @@ class Arch2VecSearch(Strategy):
         X = self.embedder.features([a for a, _ in data])
         for m in metrics:
             y = np.array([v[m] for _, v in data], dtype=float)
-            self._models[m] = _GP().fit(X, y, None if tune else self.hyper[m])
+            self._models[m] = GaussianProcess().fit(X, y, None if tune else self.hyper[m])
         if tune:
             self.hyper = {m: gp.params for m, gp in self._models.items()}
             self.tuned_size = n

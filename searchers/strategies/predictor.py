@@ -28,6 +28,7 @@ from pydantic import Field
 
 from searchers.pareto import hypervolume, nondominated_mask, reference_point
 from searchers.strategies.base import Strategy, StrategyOptions, register
+from searchers.surrogates import GaussianProcess
 
 
 class PredictorOptions(StrategyOptions):
@@ -43,52 +44,6 @@ class PredictorOptions(StrategyOptions):
     max_train: int = Field(500, ge=10)
 
 
-class _GaussianProcess:
-    """Exact GP regression with a Matern-5/2 kernel on standardised targets.
-
-    Length scale and noise are chosen by log marginal likelihood over a small grid: a dozen
-    Cholesky factorisations, cheaper and steadier than gradient-based fitting on tiny data.
-    """
-
-    GRID = tuple((ls, noise) for ls in (1.0, 2.0, 4.0, 8.0) for noise in (0.01, 0.1, 0.5))
-
-    def fit(self, X: np.ndarray, z: np.ndarray) -> None:
-        from scipy.linalg import cho_factor, cho_solve
-        from scipy.spatial.distance import cdist
-
-        D = cdist(X, X)
-        best = None
-        for ls, noise in self.GRID:
-            K = _matern52(D / ls) + noise * np.eye(len(X))
-            try:
-                c, low = cho_factor(K, lower=True)
-            except np.linalg.LinAlgError:
-                continue
-            alpha = cho_solve((c, low), z)
-            lml = -0.5 * float(z @ alpha) - float(np.log(np.diag(c)).sum())
-            if best is None or lml > best[0]:
-                best = (lml, ls, c, alpha)
-        if best is None:
-            raise np.linalg.LinAlgError("no kernel setting gave a positive-definite matrix")
-        _, self.ls, self.chol, self.alpha = best
-        self.X = X
-
-    def predict(self, Xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from scipy.linalg import solve_triangular
-        from scipy.spatial.distance import cdist
-
-        Ks = _matern52(cdist(Xs, self.X) / self.ls)
-        mean = Ks @ self.alpha
-        v = solve_triangular(self.chol, Ks.T, lower=True)
-        var = np.maximum(1.0 - np.sum(v * v, axis=0), 1e-12)
-        return mean, np.sqrt(var)
-
-
-def _matern52(d: np.ndarray) -> np.ndarray:
-    r = np.sqrt(5.0) * d
-    return (1.0 + r + r * r / 3.0) * np.exp(-r)
-
-
 class _Surrogate:
     """One metric's model: ``fit(X, y)``, ``sample(X, rng)`` -> one Thompson draw per row."""
 
@@ -100,14 +55,12 @@ class _Surrogate:
         self.sd = 1.0
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        if self.opts.model == "gp":
+            self.models = [GaussianProcess().fit(X, y)]
+            return
         self.mu = float(y.mean())
         self.sd = float(y.std()) or 1.0
         z = (y - self.mu) / self.sd
-        if self.opts.model == "gp":
-            gp = _GaussianProcess()
-            gp.fit(X, z)
-            self.models = [gp]
-            return
         from sklearn.neural_network import MLPRegressor
 
         with warnings.catch_warnings():
@@ -124,11 +77,9 @@ class _Surrogate:
     def sample(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.opts.model == "gp":
             mean, std = self.models[0].predict(X)
-            z = mean + std * rng.standard_normal(len(X))
-        else:
-            member = self.models[int(rng.integers(len(self.models)))]
-            z = member.predict(X)
-        return z * self.sd + self.mu
+            return mean + std * rng.standard_normal(len(X))
+        member = self.models[int(rng.integers(len(self.models)))]
+        return member.predict(X) * self.sd + self.mu
 
 
 @register
@@ -149,22 +100,11 @@ class PredictorSearch(Strategy):
     # -- what is modelled -----------------------------------------------------------------
     @property
     def _mo(self) -> bool:
-        return len(self.objectives.objectives) > 1 and self.objectives.scalarization is None
-
-    def _modelled_metrics(self) -> tuple[str, ...]:
-        if self._mo:
-            names = list(self.objectives.metrics)
-        elif self.objectives.scalarization is not None:
-            s = self.objectives.scalarization
-            names = [s.metric, s.cost]
-        else:
-            names = [self.objectives.metrics[0]]
-        names += [c.metric for c in self.objectives.constraints]
-        return tuple(dict.fromkeys(names))
+        return self.objectives.is_multi_objective
 
     def _training_data(self, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         data = self.successes()[:n][-self.options.max_train :]  # type: ignore[attr-defined]
-        metrics = self._modelled_metrics()
+        metrics = self.objectives.modelled_metrics
         data = [(a, v) for a, v in data if all(m in v for m in metrics)]
         X = np.array([self._encode(a) for a, _ in data], dtype=float)
         ys = {m: np.array([v[m] for _, v in data], dtype=float) for m in metrics}
