@@ -236,6 +236,8 @@ def print_tables(summary: dict[str, Any], methods: list[str]) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # a log file: wide enough that the tables do not wrap
+        console = Console(width=200)
     budgets = summary["meta"]["budgets"]
     peers = set(summary["meta"]["peers"])
     for key, figs in summary["overall"].items():
