@@ -150,6 +150,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
             "seeds": list(range(args.seed0, args.seed0 + args.seeds)),
             "datasets": list(args.datasets),
             "devices": list(args.devices),
+            "cifar100_devices": list(getattr(args, "cifar100_devices", []) or args.devices),
             "strategies": list(args.strategies),
             "strategy_options": dict(getattr(args, "strategy_options", {}) or {}),
             "peers": list(args.peers),

@@ -125,3 +125,17 @@ def test_cli_rejects_unknown_names(nb201_table_file, tmp_path):
         main(["--set", "evolution", "--table", str(nb201_table_file)])
     assert main(["--devices", "tpu", "--table", str(nb201_table_file), "--quick"]) == 2
     assert main(["--table", str(tmp_path / "missing.csv.gz")]) == 2
+
+
+def test_default_grid_shape():
+    from benchmarks.search_quality import build_specs, parse_args
+
+    args = parse_args(["--strategies", "random", "--peers", "optuna-tpe"])
+    specs = build_specs(args)
+    # 20 seeds x 2 methods x (CIFAR-10: 4 devices + 1 SO run; CIFAR-100: 2 devices + 1 SO run)
+    assert len(specs) == 20 * 2 * (4 + 1 + 2 + 1)
+    assert {s.budget for s in specs} == {200}
+    assert {s.device for s in specs if s.dataset == "cifar100"} == {"raspi4", "eyeriss"}
+    assert specs[0].method == "optuna-tpe"  # slow methods first
+    quick = build_specs(parse_args(["--quick", "--strategies", "random", "--peers"]))
+    assert len(quick) == 3 * 2 and {s.budget for s in quick} == {50}
