@@ -23,14 +23,14 @@ and ``predict_many(archs) -> ndarray``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hwnas.atomic import write_json_atomic
 
 PREDICTOR_KINDS = ("lookup", "ridge")
 TABLE_PREFIX = "table:"
@@ -63,16 +63,7 @@ class LatencyPredictor(ABC):
 
     def save(self, path: str | Path) -> None:
         """Write the JSON atomically (temp file + ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"format": _FORMAT, **self.to_dict()}, handle, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(path, {"format": _FORMAT, **self.to_dict()}, indent=1)
 
     @staticmethod
     def from_dict(data: dict[str, Any], *, source: str = "predictor") -> LatencyPredictor:

@@ -18,14 +18,13 @@ it is read with ``weights_only=True`` and ``searchers`` does not import ``trials
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwnas.atomic import atomic_path, write_json_atomic
 from searchers.report import PARETO_JSON, read_pareto
-from searchers.trial_processes import atomic_write_json
 
 CHECKPOINT_FILE = "checkpoint.pt"  # trials.checkpoint.CHECKPOINT_FILE
 MODEL_KEY = "model"  # trials.loop.Trainer.state_dict()["model"]
@@ -181,9 +180,8 @@ def export_member(
         model, onnx_path, input_shape=tuple(input_shape), label=f"trial {trial_id} ({arch})"
     )
     weights_path = target / "weights.pt"
-    tmp = target / ".weights.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, weights_path)
+    with atomic_path(weights_path) as tmp:
+        torch.save(model.state_dict(), tmp)
     architecture = {
         "space": space_name,
         "space_options": space_options,
@@ -206,7 +204,7 @@ def export_member(
         },
     }
     architecture_path = target / "architecture.json"
-    atomic_write_json(architecture_path, architecture)
+    write_json_atomic(architecture_path, architecture, indent=1, allow_nan=True)
     recipe = RECIPE.format(
         out=out,
         trial_id=trial_id,

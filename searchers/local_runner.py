@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas.atomic import atomic_open, write_json_atomic
 from searchers.config import ConfigError, SearchConfig, load_config
 from searchers.local_progress import ProgressView, SearchStatus
 from searchers.operations import (
@@ -50,7 +51,6 @@ from searchers.trial_processes import (
     DEFAULT_TRIAL_COMMAND,
     TrialOutcome,
     TrialPool,
-    atomic_write_json,
     kill_stale_child,
     outcome_from_result,
     read_result,
@@ -224,7 +224,7 @@ class LocalRunner:
                 self._log(f"trial {tid}: stopped child {pid} left by the previous run")
 
     def save(self) -> None:
-        atomic_write_json(self.out_dir / STATE_FILE, self.state_dict())
+        write_json_atomic(self.out_dir / STATE_FILE, self.state_dict(), allow_nan=True)
 
     # -- events --------------------------------------------------------------------------------
     def _event(self, name: str, handler: Callable[[], list[Operation]]) -> None:
@@ -623,9 +623,8 @@ def _write_config_copy(source: Any, cfg: SearchConfig, target: Path) -> None:
         return
     import yaml
 
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "utf-8")
-    os.replace(tmp, target)
+    with atomic_open(target) as fh:
+        fh.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
 __all__ = [

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.atomic import atomic_open, atomic_path, write_json_atomic
 from searchers.objectives import Objectives
 from searchers.pareto import hypervolume, nondominated_mask, reference_point
-from searchers.trial_processes import atomic_write_json
 
 PARETO_JSON, TRIALS_CSV = "pareto.json", "trials.csv"
 PARETO_PNG, HYPERVOLUME_PNG = "pareto.png", "hypervolume.png"
@@ -244,14 +243,12 @@ def write_trials_csv(rows: Sequence[TrialRow], path: Path) -> None:
         {k for r in rows for k, v in r.metrics.items() if _scalar(v)}
         - {"arch", "trial_id", "status", "epochs"}
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["trial_id", "arch", "status", "epochs", *names, "message"])
         for r in rows:
             values = ["" if v is None else v for v in (r.metrics.get(n) for n in names)]
             writer.writerow([r.trial_id, r.arch, r.status, r.epochs, *values, r.message])
-    os.replace(tmp, path)
 
 
 def _plot_axes(objectives: Objectives, rows: Sequence[TrialRow]) -> tuple[str, str]:
@@ -379,9 +376,8 @@ def plot_hypervolume(history: Sequence[Mapping[str, float]], path: Path) -> None
 
 
 def _save_figure(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
 
 
 # -- entry points ----------------------------------------------------------------------------
@@ -402,7 +398,7 @@ def write_report(
     doc = pareto_document(rows, objectives, front, meta)
     doc["hypervolume_history"] = [{k: _json_value(v) for k, v in h.items()} for h in history]
     paths = [out / PARETO_JSON, out / TRIALS_CSV, out / PARETO_PNG, out / HYPERVOLUME_PNG]
-    atomic_write_json(paths[0], doc)
+    write_json_atomic(paths[0], doc, indent=1, allow_nan=True)
     write_trials_csv(rows, paths[1])
     plot_pareto(rows, objectives, front, paths[2])
     plot_hypervolume(history, paths[3])

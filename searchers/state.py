@@ -1,32 +1,10 @@
-"""Atomic JSON state files: write to a temporary file in the same folder, then ``os.replace``.
-
-A crash mid-write leaves the previous file intact, never a half-written one.
-"""
+"""Reading JSON state files with errors that name the file (writes: ``hwnas.atomic``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Serialise ``obj`` as strict JSON (no NaN) to ``path`` atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: str | Path) -> Any:
@@ -38,4 +16,4 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{p}: not valid JSON: {exc}") from None
 
 
-__all__ = ["read_json", "write_json_atomic"]
+__all__ = ["read_json"]

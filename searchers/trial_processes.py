@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from hwnas.atomic import write_json_atomic
+
 #: The child command; the runner appends ``--request REQ --result RES``.
 DEFAULT_TRIAL_COMMAND = (sys.executable, "-m", "trials.local")
 
@@ -77,17 +79,6 @@ def kill_stale_child(pid: int, marker: str) -> bool:
         os.killpg(pid, signal.SIGKILL)
         return True
     return False
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temp file + ``os.replace`` so readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True, allow_nan=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
@@ -178,7 +169,7 @@ class TrialPool:
         request_path = trial_dir / f"request_{length}.json"
         result_path = trial_dir / f"result_{length}.json"
         result_path.unlink(missing_ok=True)
-        atomic_write_json(request_path, request)
+        write_json_atomic(request_path, request, allow_nan=True)
         slot = self._free_slot()
         log = open(trial_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 (closed on reap)
         log.write(
@@ -301,7 +292,6 @@ __all__ = [
     "FAILURE_KINDS",
     "TrialOutcome",
     "TrialPool",
-    "atomic_write_json",
     "kill_stale_child",
     "outcome_from_result",
     "read_result",

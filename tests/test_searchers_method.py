@@ -360,7 +360,8 @@ def test_warm_start_tells_the_strategy_and_blocks_retraining():
 
 
 def test_state_file_is_written_atomically(tmp_path):
-    from searchers.state import read_json, write_json_atomic
+    from hwnas.atomic import write_json_atomic
+    from searchers.state import read_json
 
     path = tmp_path / "state.json"
     method = run(SearchMethod(make_config(budget={"max_trials": 4, "max_concurrent": 2})), Engine())

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from hwnas.atomic import atomic_open
 from trials.errors import TrialError
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -28,16 +28,8 @@ def save_checkpoint(directory: str | os.PathLike[str], state: dict[str, Any]) ->
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / CHECKPOINT_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(target, "wb") as f:
+        torch.save({"format": FORMAT_VERSION, **state}, f)
     return target
 
 

@@ -15,30 +15,14 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
 
+from hwnas.atomic import write_json_atomic
 from trials.errors import TrialError
 
 log = logging.getLogger("trials.local")
-
-
-def write_json_atomic(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON via a temp file in the same folder and ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = run_request(args.request)
     try:
-        write_json_atomic(args.result, result)
+        write_json_atomic(args.result, result, indent=1)
     except Exception as exc:
         print(f"trials.local: cannot write result {args.result}: {exc}", file=sys.stderr)
         return 2

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hwnas.atomic import atomic_open
 from latency.backends.base import Backend, Loaded
 from latency.errors import BackendUnavailableError, MeasurementError
 
@@ -37,14 +36,6 @@ def import_tensorrt() -> Any:
             "machine with a CUDA GPU and NVIDIA's package index); module 'tensorrt' is missing"
         ) from exc
     return tensorrt
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def build_engine(
@@ -98,7 +89,8 @@ def build_engine(
             f"TensorRT failed to build a {precision} engine for {onnx_path} (see its log)"
         )
     if timing_cache_path is not None:
-        _atomic_write(Path(timing_cache_path), bytes(config.get_timing_cache().serialize()))
+        with atomic_open(timing_cache_path, "wb") as fh:
+            fh.write(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
@@ -161,7 +153,8 @@ class TensorrtBackend(Backend):
             calibrator=self.options.extra.get("calibrator"),
         )
         if engine_path is not None:
-            _atomic_write(engine_path, data)
+            with atomic_open(engine_path, "wb") as fh:
+                fh.write(data)
         return data
 
     def load(self, artefact: Any, *, batch: int, input_shape: tuple[int, ...]) -> Loaded:

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hwnas.atomic import atomic_open, atomic_path
 from searchers.arch2vec.model import Arch2VecConfig, GraphVAE, graphs_to_tensors, vae_loss
 from spaces.base import SearchSpace
 
@@ -157,20 +157,6 @@ def sidecar_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weight files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def save_model(
     model: GraphVAE,
     path: str | Path,
@@ -190,8 +176,10 @@ def save_model(
         "training": training or {},
         "sha256": weights_checksum(state),
     }
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
-    _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    with atomic_open(sidecar_path(path)) as fh:
+        fh.write(json.dumps(meta, indent=2) + "\n")
     return meta
 
 

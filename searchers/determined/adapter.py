@@ -20,8 +20,8 @@ from typing import Any
 
 from determined import searcher as det_searcher
 
+from hwnas.atomic import write_json_atomic
 from searchers import operations as ops
-from searchers.trial_processes import atomic_write_json
 
 logger = logging.getLogger("hwnas.determined")
 
@@ -249,7 +249,7 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
         self._deferred_closes = {int(t) for t in state.get("deferred_closes", [])}
 
     def save_method_state(self, path: pathlib.Path) -> None:
-        atomic_write_json(pathlib.Path(path) / METHOD_STATE_FILE, self.state_dict())
+        write_json_atomic(pathlib.Path(path) / METHOD_STATE_FILE, self.state_dict(), allow_nan=True)
 
     def load_method_state(self, path: pathlib.Path) -> None:
         file = pathlib.Path(path) / METHOD_STATE_FILE

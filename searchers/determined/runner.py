@@ -29,8 +29,8 @@ import determined as det
 from determined import searcher as det_searcher
 from determined.common.api import bindings
 
+from hwnas.atomic import write_json_atomic
 from searchers.determined.adapter import HwnasSearchMethod
-from searchers.trial_processes import atomic_write_json
 
 logger = logging.getLogger("hwnas.determined")
 
@@ -172,7 +172,9 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
         with self.context.checkpoint.store_path(metadata) as (path, storage_id):
             path = pathlib.Path(path)
             self.search_method.save(self.state, path, experiment_id=experiment_id)
-            atomic_write_json(path / OPS_FILE, [det_operation_to_json(op) for op in operations])
+            write_json_atomic(
+                path / OPS_FILE, [det_operation_to_json(op) for op in operations], allow_nan=True
+            )
             final = any(isinstance(op, det_searcher.Shutdown) for op in operations)
             metrics = self._write_report(path / REPORT_DIR, final=final)
         self.last_storage_id = storage_id
