@@ -24,18 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.atomic import atomic_path, write_json_atomic
+from searchers.filters import DATASET_SHAPES
 from searchers.report import PARETO_JSON, read_pareto
 
 CHECKPOINT_FILE = "checkpoint.pt"  # trials.checkpoint.CHECKPOINT_FILE
 MODEL_KEY = "model"  # trials.loop.Trainer.state_dict()["model"]
-
-#: ``(input_shape, num_classes)`` of the built-in datasets (as trials/data.py defines them),
-#: used when the trial's metrics do not carry ``input_shape``/``num_classes`` themselves.
-DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "digits": ((1, 16, 16), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "cifar100": ((3, 32, 32), 100),
-}
 
 RECIPE = """\
 Exported by `hwnas export` from {out} (trial {trial_id}, front rank {rank}).
@@ -240,7 +233,6 @@ def describe(exported: ExportedModel) -> str:
 
 
 __all__ = [
-    "DATASET_SHAPES",
     "ExportCommandError",
     "ExportedModel",
     "data_shape",

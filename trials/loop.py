@@ -357,7 +357,10 @@ class TrialRun:
         out["lr"] = self.optimizer.param_groups[0]["lr"]
         out["images_per_second"] = last.get("images_per_second", float("nan"))
         out["train_time_s"] = sum(h["epoch_time_s"] for h in self.history)
-        out.update({"arch": self.arch, "space": self.hp.space, "dataset": self.data.info.name})
+        info = self.data.info
+        out.update({"arch": self.arch, "space": self.hp.space, "dataset": info.name})
+        # What a consumer needs to rebuild the model (hwnas export), whatever the dataset.
+        out.update({"input_shape": list(info.input_shape), "num_classes": info.num_classes})
         return out
 
     # -- checkpoints ---------------------------------------------------------------------------
