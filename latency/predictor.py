@@ -63,7 +63,8 @@ class LatencyPredictor(ABC):
 
     def save(self, path: str | Path) -> None:
         """Write the JSON atomically (temp file + ``os.replace``)."""
-        write_json_atomic(path, {"format": _FORMAT, **self.to_dict()}, indent=1)
+        # allow_nan: held-out statistics are NaN when a tiny evaluation set is constant.
+        write_json_atomic(path, {"format": _FORMAT, **self.to_dict()}, indent=1, allow_nan=True)
 
     @staticmethod
     def from_dict(data: dict[str, Any], *, source: str = "predictor") -> LatencyPredictor:
