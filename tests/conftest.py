@@ -25,3 +25,14 @@ def nb201_table_file() -> Path:
             "../shared/data/nb201/nb201_cifar.csv.gz"
         )
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models: one thread is faster than two on a shared 2-core machine; restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
