@@ -1,7 +1,7 @@
 """arch2vec vs regularized evolution and the predictor-guided strategy on the NB201 table.
 
 A thin front end to ``benchmarks/search_quality.py`` (same runner, noise, figures and report):
-it registers the ``arch2vec`` strategy (until ``searchers.strategies`` imports it itself) and
+it registers the ``arch2vec`` strategy (until ``hwnas.searchers.strategies`` imports it itself) and
 restricts the grid to the three strategies plus Optuna's random search as a floor, at
 50/100/200 queries.
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sys
 
-import searchers.arch2vec.strategy  # noqa: F401  (registers "arch2vec")
+import hwnas.searchers.arch2vec.strategy  # noqa: F401  (registers "arch2vec")
+
 from benchmarks.search_quality import main as search_quality_main
 
 DEFAULTS = {

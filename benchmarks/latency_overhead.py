@@ -2,7 +2,7 @@
 
 Two ways a candidate is measured: ``one-shot`` (``measure_architecture`` with a fresh
 torch-free worker process, what a trial pays once) and ``shared`` (one worker reused across
-candidates, what ``python -m latency profile`` pays). Target: < 1.5 s per NB201 candidate.
+candidates, what ``python -m hwnas.latency profile`` pays). Target: < 1.5 s per NB201 candidate.
 
     .venv/bin/python -m benchmarks.latency_overhead            # 8 candidates per space and mode
     .venv/bin/python -m benchmarks.latency_overhead --n 3      # quicker
@@ -16,11 +16,10 @@ import resource
 import time
 
 import numpy as np
-
-from latency.measure import measure_architecture
-from latency.profile import sample_unique
-from latency.worker import OnnxWorker
-from spaces import get_space
+from hwnas.latency.measure import measure_architecture
+from hwnas.latency.profile import sample_unique
+from hwnas.latency.worker import OnnxWorker
+from hwnas.spaces import get_space
 
 SPACES = {"nb201": {"C": 16, "N": 5}, "mobilenet": {}}
 

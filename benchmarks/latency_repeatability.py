@@ -24,15 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from hwnas.latency.export import export_onnx
+from hwnas.latency.measure import build_model
+from hwnas.latency.profile import sample_unique
+from hwnas.latency.reference import reference_model
+from hwnas.latency.timing import TimingConfig
+from hwnas.latency.worker import OnnxWorker
+from hwnas.spaces import get_space
 from scipy.stats import kendalltau, spearmanr
-
-from latency.export import export_onnx
-from latency.measure import build_model
-from latency.profile import sample_unique
-from latency.reference import reference_model
-from latency.timing import TimingConfig
-from latency.worker import OnnxWorker
-from spaces import get_space
 
 
 def _request(path: str, reference: str | None = None) -> dict:

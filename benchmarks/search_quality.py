@@ -2,7 +2,7 @@
 
 Every method (each registered hwnas strategy driven through ``SearchMethod``, and the Optuna
 peers: random, TPE, NSGA-II) runs in this process through the same tabular runner
-(``searchers.tabular``): the same query model, the same per-seed noise (common random
+(``hwnas.searchers.tabular``): the same query model, the same per-seed noise (common random
 numbers), the same duplicate rule and budget. Runs are full-fidelity (the table has no
 learning curves). Figures are defined in ``benchmarks/search_quality_metrics.py``:
 
@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hwnas.searchers.config import parse_config
+from hwnas.searchers.strategies import STRATEGIES, strategy_class
+from hwnas.searchers.tabular import NB201Benchmark, TabularRunner, run_search_on_table
 
 from benchmarks.search_quality_metrics import Reference, curves, make_reference
 from benchmarks.search_quality_peers import PEERS, OptunaMethod
-from searchers.config import parse_config
-from searchers.strategies import STRATEGIES, strategy_class
-from searchers.tabular import NB201Benchmark, TabularRunner, run_search_on_table
 
 #: NB201's training length (epochs); every query is a full-length trial.
 NB201_EPOCHS = 200
@@ -73,7 +73,7 @@ _BENCH: dict[tuple[str, str], tuple[NB201Benchmark, Reference]] = {}
 def _bench(table_path: str, dataset: str, device: str) -> tuple[NB201Benchmark, Reference]:
     global _TABLE
     if _TABLE is None:
-        from spaces.nb201_table import load_table
+        from hwnas.spaces.nb201_table import load_table
 
         _TABLE = load_table(table_path)
     key = (dataset, device)
@@ -229,7 +229,7 @@ def run_grid(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    import searchers.strategies  # noqa: F401  (fills the registry)
+    import hwnas.searchers.strategies  # noqa: F401  (fills the registry)
 
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.search_quality",
@@ -310,8 +310,9 @@ def _parse_options(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, print the tables, write ``search_quality.json`` and plots to ``--out``."""
+    from hwnas.spaces.nb201_table import TableError, default_table_path
+
     from benchmarks.search_quality_report import summarise, write_outputs
-    from spaces.nb201_table import TableError, default_table_path
 
     args = parse_args(argv)
     table_path = args.table or default_table_path()
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        from spaces.nb201_table import load_table
+        from hwnas.spaces.nb201_table import load_table
 
         devices = load_table(table_path).devices
     except TableError as exc:

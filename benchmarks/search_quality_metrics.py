@@ -22,9 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from searchers.pareto import hypervolume, nondominated_mask
-from searchers.tabular import NB201Benchmark
+from hwnas.searchers.pareto import hypervolume, nondominated_mask
+from hwnas.searchers.tabular import NB201Benchmark
 
 #: Hypervolume reference point in the normalised minimisation space.
 REFERENCE_POINT = np.array([0.0, 1.0])

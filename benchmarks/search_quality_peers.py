@@ -12,9 +12,8 @@ import warnings
 from typing import Any
 
 import optuna
-
-from searchers.operations import Create, ExitReason, Operation, ValidateAfter
-from spaces.nb201 import EDGES, OPS, format_arch
+from hwnas.searchers.operations import Create, ExitReason, Operation, ValidateAfter
+from hwnas.spaces.nb201 import EDGES, OPS, format_arch
 
 #: Peer name -> the Optuna sampler it runs (default settings, as a user would pick them).
 PEERS = ("optuna-random", "optuna-tpe", "optuna-nsga2")

@@ -1,6 +1,6 @@
 """Search-method overhead: decision time per event and state size, with a fake objective.
 
-Drives ``searchers.method.SearchMethod`` in-process (no training: a deterministic function of
+Drives ``hwnas.searchers.method.SearchMethod`` in-process (no training: a deterministic function of
 the architecture's encoding stands in for the trial) and times every event handler call.
 Reports median / p90 / p99 / max milliseconds per event (thread CPU time, which a busy shared
 machine does not inflate; wall-clock median and p99 too), the same for validation events
@@ -22,10 +22,9 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-
-from searchers.config import parse_config
-from searchers.method import SearchMethod
-from searchers.operations import Close, Create, ValidateAfter
+from hwnas.searchers.config import parse_config
+from hwnas.searchers.method import SearchMethod
+from hwnas.searchers.operations import Close, Create, ValidateAfter
 
 
 def fake_objective(space: Any, seed: int = 0):

@@ -1,6 +1,6 @@
 """Training throughput (images/s) and peak memory of the trial loop, AMP on vs off.
 
-Runs ``trials.loop.TrialRun.train_epoch`` (the real training step: augmentation, autocast,
+Runs ``hwnas.trials.loop.TrialRun.train_epoch`` (the real training step: augmentation, autocast,
 GradScaler, clipping, cosine schedule) on synthetic CIFAR-shaped data, for an NB201 and a
 MobileNet-style net. Each configuration runs in its own child process so its peak memory is
 its own: CUDA ``max_memory_allocated``, or on CPU the peak resident set (``ru_maxrss``) and its
@@ -48,10 +48,9 @@ def _rss_mib() -> float:
 def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """One (net, amp) configuration in this process: warm-up, then timed repeats."""
     import torch
-
-    from trials.data import DatasetInfo, InMemoryData
-    from trials.hparams import DataSettings
-    from trials.loop import TrialRun
+    from hwnas.trials.data import DatasetInfo, InMemoryData
+    from hwnas.trials.hparams import DataSettings
+    from hwnas.trials.loop import TrialRun
 
     options, arch = NETS[cfg["net"]]
     steps, batch = cfg["steps"], cfg["batch_size"]

@@ -6,15 +6,18 @@ import argparse
 import importlib
 import sys
 
+import hwnas
+
 # Modules providing ``add_parser(subparsers)``; handlers set via ``set_defaults(handler=...)``
 # return an exit code. Imported lazily so ``hwnas space`` does not pay for torch.
-ROOM_CLIS = ("spaces.cli", "searchers.cli", "latency.cli")
+ROOM_CLIS = ("hwnas.spaces.cli", "hwnas.searchers.cli", "hwnas.latency.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwnas", description="Hardware-aware neural architecture search."
     )
+    parser.add_argument("--version", action="version", version=f"hwnas {hwnas.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module_name in ROOM_CLIS:
         importlib.import_module(module_name).add_parser(sub)

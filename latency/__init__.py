@@ -4,7 +4,7 @@ predictors.
 * ``measure_architecture(space, arch, *, backend="ort-cpu", batch=1, input_shape=(3, 32, 32),
   num_classes=10, threads=1, cache_path=None, ...) -> LatencyResult``; ``.to_metrics()`` gives
   the trial contract's ``latency_*`` keys. ONNX backends export here and time in a torch-free
-  ``python -m latency.worker`` child (fresh session per measurement); call it after training,
+  ``python -m hwnas.latency.worker`` child (fresh session per measurement); call it after training,
   never inside a timed loop.
 * ``cached_latency(...)`` reads the cache without measuring; ``LatencyPredictor.load(path or
   "table:<device>")`` predicts milliseconds (``predict``, ``predict_many``).
@@ -27,22 +27,22 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "measure_architecture": "latency.measure",
-    "cached_latency": "latency.measure",
-    "LatencyResult": "latency.result",
-    "TimingConfig": "latency.timing",
-    "TimingStats": "latency.timing",
-    "time_callable": "latency.timing",
-    "export_onnx": "latency.export",
-    "ExportResult": "latency.export",
-    "LatencyCache": "latency.cache",
-    "LatencyPredictor": "latency.predictor",
-    "get_backend": "latency.backends",
-    "BACKEND_NAMES": "latency.backends",
-    "LatencyError": "latency.errors",
-    "ExportError": "latency.errors",
-    "BackendUnavailableError": "latency.errors",
-    "MeasurementError": "latency.errors",
+    "measure_architecture": "hwnas.latency.measure",
+    "cached_latency": "hwnas.latency.measure",
+    "LatencyResult": "hwnas.latency.result",
+    "TimingConfig": "hwnas.latency.timing",
+    "TimingStats": "hwnas.latency.timing",
+    "time_callable": "hwnas.latency.timing",
+    "export_onnx": "hwnas.latency.export",
+    "ExportResult": "hwnas.latency.export",
+    "LatencyCache": "hwnas.latency.cache",
+    "LatencyPredictor": "hwnas.latency.predictor",
+    "get_backend": "hwnas.latency.backends",
+    "BACKEND_NAMES": "hwnas.latency.backends",
+    "LatencyError": "hwnas.latency.errors",
+    "ExportError": "hwnas.latency.errors",
+    "BackendUnavailableError": "hwnas.latency.errors",
+    "MeasurementError": "hwnas.latency.errors",
 }
 
 

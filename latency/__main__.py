@@ -1,7 +1,7 @@
-"""``python -m latency``: see ``latency.cli``."""
+"""``python -m hwnas.latency``: see ``hwnas.latency.cli``."""
 
 import sys
 
-from latency.cli import main
+from hwnas.latency.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""``python -m latency measure|profile``: measure one architecture, or profile a space and fit
+"""``python -m hwnas.latency measure|profile``: measure one architecture, or profile a space and fit
 a predictor. ``add_parser`` lets ``hwnas`` mount the same commands as ``hwnas latency ...``."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import sys
 from typing import Any
 
-from latency.errors import LatencyError
-from latency.timing import TimingConfig
+from hwnas.latency.errors import LatencyError
+from hwnas.latency.timing import TimingConfig
 
 
 def _input_shape(text: str) -> tuple[int, ...]:
@@ -33,7 +33,7 @@ def _options(text: str) -> dict[str, Any]:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    from latency.backends import BACKEND_NAMES
+    from hwnas.latency.backends import BACKEND_NAMES
 
     parser.add_argument("--space", required=True, help="search space name, e.g. nb201")
     parser.add_argument(
@@ -98,7 +98,7 @@ def _fill(parser: argparse.ArgumentParser) -> None:
 
 
 def run_measure(args: argparse.Namespace) -> int:
-    from latency.measure import measure_architecture
+    from hwnas.latency.measure import measure_architecture
 
     result = measure_architecture(
         args.space,
@@ -136,12 +136,11 @@ def run_measure(args: argparse.Namespace) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     import numpy as np
+    from hwnas.latency.measure import resolve_space
+    from hwnas.latency.profile import fit_and_evaluate, measure_many, sample_unique
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
-
-    from latency.measure import resolve_space
-    from latency.profile import fit_and_evaluate, measure_many, sample_unique
 
     console = Console(stderr=True)
     space = resolve_space(args.space, args.space_options)
@@ -188,7 +187,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m latency", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hwnas.latency", description=__doc__)
     _fill(parser)
     args = parser.parse_args(argv)
     try:

@@ -1,7 +1,7 @@
 """``measure_architecture``: build, export, time (in a torch-free worker), cache.
 
 ONNX backends: the module is exported here (legacy exporter, checked against torch), then timed
-in a ``python -m latency.worker`` child that never imports torch (DESIGN.md: ORT figures are
+in a ``python -m hwnas.latency.worker`` child that never imports torch (DESIGN.md: ORT figures are
 steadiest away from torch's thread pools), with a fresh session per measurement. Torch
 backends time the module in-process. A trial calls this once, after its training step, never
 inside a timed training loop. torch and the spaces are imported lazily so the worker, which
@@ -17,17 +17,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latency.backends import BackendOptions, backend_artefact, get_backend
-from latency.cache import LatencyCache, cache_key
-from latency.device import cpu_model
-from latency.result import LatencyResult
-from latency.timing import TimingConfig, TimingStats, time_callable
+from hwnas.latency.backends import BackendOptions, backend_artefact, get_backend
+from hwnas.latency.cache import LatencyCache, cache_key
+from hwnas.latency.device import cpu_model
+from hwnas.latency.result import LatencyResult
+from hwnas.latency.timing import TimingConfig, TimingStats, time_callable
 
 if TYPE_CHECKING:
+    from hwnas.latency.worker import OnnxWorker
+    from hwnas.spaces.base import SearchSpace
     from torch import nn
-
-    from latency.worker import OnnxWorker
-    from spaces.base import SearchSpace
 
 
 def _version(dist: str) -> str:
@@ -75,7 +74,7 @@ def target_fields(
 
 
 def _gpu_name() -> str:
-    from latency.device import gpu_facts
+    from hwnas.latency.device import gpu_facts
 
     facts = gpu_facts()
     return f"{facts.get('name', 'unknown')}:{facts.get('driver', 'unknown')}"
@@ -84,7 +83,7 @@ def _gpu_name() -> str:
 def resolve_space(space: SearchSpace | str, space_options: dict[str, Any] | None) -> SearchSpace:
     """A ``SearchSpace`` from an instance or a registered name plus options."""
     if isinstance(space, str):
-        from spaces import get_space
+        from hwnas.spaces import get_space
 
         return get_space(space, **(space_options or {}))
     return space
@@ -275,7 +274,7 @@ def measure_architecture(
 
 
 def _measure_torch(target, model, common, timing, start) -> LatencyResult:
-    from latency.device import device_facts
+    from hwnas.latency.device import device_facts
 
     loaded = target.load(model, batch=common["batch"], input_shape=common["input_shape"])
     try:
@@ -298,8 +297,8 @@ def _measure_torch(target, model, common, timing, start) -> LatencyResult:
 def _measure_onnx(
     target, model, common, timing, worker, isolate, start, reference=False, num_classes=10
 ) -> LatencyResult:
-    from latency.export import export_onnx
-    from latency.worker import OnnxWorker, handle
+    from hwnas.latency.export import export_onnx
+    from hwnas.latency.worker import OnnxWorker, handle
 
     label = f"{common['space']} architecture {common['arch']}"
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper -> the module it wraps
@@ -328,7 +327,7 @@ def _measure_onnx(
             "timing": (timing or TimingConfig()).to_dict(),
         }
         if reference:
-            from latency.reference import reference_model
+            from hwnas.latency.reference import reference_model
 
             ref = reference_model(common["input_shape"], num_classes)
             request["reference_onnx_path"] = export_onnx(
@@ -341,7 +340,7 @@ def _measure_onnx(
         if not isolate:
             reply = handle(request)
             if not reply["ok"]:
-                from latency.errors import BackendUnavailableError, MeasurementError
+                from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 
                 kind = reply["kind"]
                 raise (BackendUnavailableError if kind == "unavailable" else MeasurementError)(

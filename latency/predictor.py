@@ -40,7 +40,7 @@ INTERACTION_SCALE = 0.2
 
 
 def _space(name: str, options: dict[str, Any]) -> Any:
-    from spaces import get_space
+    from hwnas.spaces import get_space
 
     return get_space(name, **options)
 
@@ -238,7 +238,7 @@ class TableLatencyPredictor(LatencyPredictor):
     kind = "table"
 
     def __init__(self, device: str, *, table_path: str | Path | None = None) -> None:
-        from spaces.nb201_table import load_table
+        from hwnas.spaces.nb201_table import load_table
 
         self.device = device
         self.table_path = str(table_path) if table_path is not None else None

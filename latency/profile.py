@@ -1,4 +1,4 @@
-"""Measure a sample of a space and fit predictors on it (``python -m latency profile``)."""
+"""Measure a sample of a space and fit predictors on it (``python -m hwnas.latency profile``)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
-from latency.measure import measure_architecture
-from latency.predictor import PREDICTOR_KINDS, evaluate_predictor, fit_predictor
-from latency.result import LatencyResult
-from latency.timing import TimingConfig
+from hwnas.latency.measure import measure_architecture
+from hwnas.latency.predictor import PREDICTOR_KINDS, evaluate_predictor, fit_predictor
+from hwnas.latency.result import LatencyResult
+from hwnas.latency.timing import TimingConfig
 
 
 def sample_unique(
@@ -46,8 +45,8 @@ def measure_many(
     on_result: Callable[[LatencyResult], None] | None = None,
 ) -> list[LatencyResult]:
     """Measure each architecture, reusing one torch-free worker for all ONNX backends."""
-    from latency.backends import backend_artefact
-    from latency.worker import OnnxWorker
+    from hwnas.latency.backends import backend_artefact
+    from hwnas.latency.worker import OnnxWorker
 
     worker = OnnxWorker() if backend_artefact(backend) == "onnx" else None
     results = []

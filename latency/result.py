@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from latency.timing import TimingStats
+from hwnas.latency.timing import TimingStats
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Time ONNX models in a process that does no torch compute: ``python -m latency.worker``.
+"""Time ONNX models in a process that does no torch compute: ``python -m hwnas.latency.worker``.
 
 DESIGN.md: ORT CPU figures are steadiest in a process where torch is not computing (torch's
 thread pools perturb ORT's). So the trial exports in-process and the timing runs here: this
@@ -8,7 +8,7 @@ opens a fresh ORT session.
 
 Request: ``{"onnx_path", "backend", "batch", "input_shape", "options": {...}, "timing": {...},
 "reference_onnx_path": optional}``; with a reference the two models are timed alternately
-(``latency.timing.time_paired``) and the reply's ``reference`` holds the ratio.
+(``hwnas.latency.timing.time_paired``) and the reply's ``reference`` holds the ratio.
 Reply: ``{"ok": true, "stats": {...}, "device": {...}, "versions": {...}, "info": {...},
 "load_s": float}`` or ``{"ok": false, "kind": "unavailable"|"measurement"|"error", "message"}``.
 """
@@ -22,14 +22,14 @@ import sys
 import time
 from typing import Any
 
-from latency.errors import BackendUnavailableError, LatencyError, MeasurementError
+from hwnas.latency.errors import BackendUnavailableError, LatencyError, MeasurementError
 
 
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Measure one request; never raises (errors become ``ok: false`` replies)."""
-    from latency.backends import BackendOptions, get_backend
-    from latency.device import device_facts
-    from latency.timing import TimingConfig, time_callable, time_paired
+    from hwnas.latency.backends import BackendOptions, get_backend
+    from hwnas.latency.device import device_facts
+    from hwnas.latency.timing import TimingConfig, time_callable, time_paired
 
     cpu_start = time.process_time()
     try:
@@ -111,14 +111,14 @@ def main() -> None:
 
 
 class OnnxWorker:
-    """Parent side: a ``python -m latency.worker`` child that measures ONNX files on request."""
+    """Parent side: a ``python -m hwnas.latency.worker`` child measuring ONNX files on request."""
 
     def __init__(self, python: str | None = None) -> None:
         env = dict(os.environ)
         # One ORT thread setting at a time: keep OpenMP/MKL from grabbing every core.
         env.setdefault("OMP_NUM_THREADS", "1")
         self._proc = subprocess.Popen(
-            [python or sys.executable, "-m", "latency.worker"],
+            [python or sys.executable, "-m", "hwnas.latency.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -24,9 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from searchers.objectives import Objectives
-from searchers.pareto import top_k
+from hwnas.searchers.objectives import Objectives
+from hwnas.searchers.pareto import top_k
 
 
 def rung_lengths(min_length: int, max_length: int, reduction_factor: int) -> list[int]:

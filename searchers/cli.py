@@ -23,8 +23,8 @@ def _default_out(config: Path) -> Path:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Start a search from CONFIG, or continue the one in ``--resume DIR``."""
-    from searchers.config import ConfigError
-    from searchers.local_runner import RunnerError, run_search
+    from hwnas.searchers.config import ConfigError
+    from hwnas.searchers.local_runner import RunnerError, run_search
 
     if args.resume is not None and args.config is not None:
         _error("give either CONFIG or --resume DIR, not both")
@@ -59,8 +59,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render pareto.json, trials.csv and the plots from DIR/state.json."""
-    from searchers.config import ConfigError
-    from searchers.local_runner import RunnerError, render_report
+    from hwnas.searchers.config import ConfigError
+    from hwnas.searchers.local_runner import RunnerError, render_report
 
     try:
         paths = render_report(args.dir)
@@ -74,8 +74,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export front member ``--rank`` of DIR as ONNX + architecture JSON + weights."""
-    from searchers.export import ExportCommandError, describe, export_member
-    from searchers.local_runner import RunnerError
+    from hwnas.searchers.export import ExportCommandError, describe, export_member
+    from hwnas.searchers.local_runner import RunnerError
 
     try:
         exported = export_member(args.dir, args.rank, args.dest)

@@ -3,9 +3,9 @@
 ``load_config(path)`` reads YAML with ``yaml.safe_load`` and raises one ``ConfigError`` whose
 message names the file, the dotted field path and the bad value. Every model forbids unknown
 keys, so a typo'd key fails before any trial starts. Beyond types, ``SearchConfig`` checks that
-metric names are known (``searchers.metrics``), constraints can be met at all, strategy options
-match the strategy's own options model, and single-objective strategies get a scalarisation
-when there are several objectives.
+metric names are known (``hwnas.searchers.metrics``), constraints can be met at all, strategy
+options match the strategy's own options model, and single-objective strategies get a
+scalarisation when there are several objectives.
 
 Example (every section but ``space`` is optional; defaults are the models' field defaults)::
 
@@ -36,15 +36,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from searchers.metrics import KNOWN_METRICS, NUMERIC_METRICS
-from searchers.objectives import (
+from hwnas.searchers.metrics import KNOWN_METRICS, NUMERIC_METRICS
+from hwnas.searchers.objectives import (
     Objective,
     Objectives,
     Scalarization,
     parse_constraint,
 )
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ConfigError(ValueError):
@@ -63,7 +62,7 @@ class SpaceConfig(_Model):
 
 
 class DataConfig(_Model):
-    """Forwarded to the trial as ``hparams["data"]`` (mirrors ``trials.hparams.DataSettings``;
+    """Forwarded to the trial as ``hparams["data"]`` (mirrors ``hwnas.trials.hparams.DataSettings``;
     ``tests/test_config.py`` checks the two agree)."""
 
     dataset: Literal["digits", "cifar10", "cifar100", "imagefolder"] = "digits"
@@ -79,7 +78,7 @@ class DataConfig(_Model):
 
 class TrainingConfig(_Model):
     """Forwarded to the trial as ``hparams["training"]`` (mirrors
-    ``trials.hparams.TrainingSettings``); ``max_epochs`` comes from
+    ``hwnas.trials.hparams.TrainingSettings``); ``max_epochs`` comes from
     ``early_stopping.max_length`` (so it is not a field here)."""
 
     batch_size: int = Field(64, ge=2)
@@ -103,7 +102,7 @@ class LatencyConfig(_Model):
     """Latency measurement (forwarded to trials) and the searcher-side cost predictor.
 
     ``predictor`` is only used by the searcher's constraint pre-filter: a path to a saved
-    ``latency.predictor.LatencyPredictor``, or ``table:<device>`` for NB201 table latencies.
+    ``hwnas.latency.predictor.LatencyPredictor``, or ``table:<device>`` for NB201 table latencies.
     """
 
     enabled: bool = True
@@ -271,8 +270,8 @@ def _check_metric(source: str, field: str, name: str) -> None:
 
 def _check_semantics(cfg: SearchConfig, source: str) -> None:
     """Checks across fields that types alone cannot express."""
-    from searchers.strategies.base import UnknownStrategyError, strategy_class
-    from spaces import SPACE_NAMES
+    from hwnas.searchers.strategies.base import UnknownStrategyError, strategy_class
+    from hwnas.spaces import SPACE_NAMES
 
     if cfg.space.name not in SPACE_NAMES:
         raise _fail(

@@ -1,10 +1,10 @@
 """``hwnas export OUT --rank K``: one front member as ONNX + architecture JSON + weights.
 
-Rank ``K`` is the ``rank`` in ``OUT/pareto.json`` (see ``searchers.report``: feasible members
+Rank ``K`` is the ``rank`` in ``OUT/pareto.json`` (see ``hwnas.searchers.report``: feasible members
 first, best first by the first objective). The destination folder (default
 ``OUT/export/rank<K>``) receives:
 
-- ``model.onnx``: exported by ``latency.export.export_onnx`` (checked against torch in ORT);
+- ``model.onnx``: exported by ``hwnas.latency.export.export_onnx`` (checked against torch in ORT);
 - ``architecture.json``: space name and options, arch string, metrics, ``num_classes``,
   ``input_shape``, trial id and rank;
 - ``weights.pt``: the model's ``state_dict`` from the trial's last checkpoint (tensors only);
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwnas.searchers.filters import DATASET_SHAPES
+from hwnas.searchers.report import PARETO_JSON, read_pareto
+
 from hwnas.atomic import atomic_path, write_json_atomic
-from searchers.filters import DATASET_SHAPES
-from searchers.report import PARETO_JSON, read_pareto
 
 CHECKPOINT_FILE = "checkpoint.pt"  # trials.checkpoint.CHECKPOINT_FILE
 MODEL_KEY = "model"  # trials.loop.Trainer.state_dict()["model"]
@@ -40,7 +41,7 @@ Run with ONNX Runtime:
 
 Load in PyTorch with only torch and the search-space definition (the hwnas `spaces` package):
     import json, torch
-    from spaces import get_space
+    from hwnas.spaces import get_space
     arch = json.load(open("architecture.json"))
     model = get_space(arch["space"], **arch["space_options"]).build(
         arch["arch"], num_classes=arch["num_classes"], input_shape=tuple(arch["input_shape"]))
@@ -81,7 +82,7 @@ def _front_member(pareto: dict[str, Any], rank: int, source: Path) -> dict[str, 
 
 def _trial_hparams(out: Path, trial_id: int) -> tuple[dict[str, Any], Path]:
     """The trial's hparams from the runner state in ``state.json``."""
-    from searchers.local_runner import load_state
+    from hwnas.searchers.local_runner import load_state
 
     state = load_state(out)
     trial = state["runner"]["trials"].get(str(trial_id))
@@ -126,9 +127,8 @@ def export_member(
 ) -> ExportedModel:
     """Export front member ``rank`` of the search in ``out_dir`` into ``dest``."""
     import torch
-
-    from latency.export import INPUT_NAME, export_onnx
-    from spaces import get_space
+    from hwnas.latency.export import INPUT_NAME, export_onnx
+    from hwnas.spaces import get_space
 
     out = Path(out_dir)
     if rank < 1:

@@ -5,7 +5,7 @@
 1. validity — ``space.validate`` (an ``ArchitectureError`` is a rejection, not a crash);
 2. dedupe — the canonical key was never proposed before (a duplicate never trains twice);
 3. hard constraints on predicted/cached cost — a ``cost_predictor`` (any object with
-   ``predict(arch) -> float``, e.g. ``latency.predictor.LatencyPredictor``; ``CachedLatency``
+   ``predict(arch) -> float``, e.g. ``hwnas.latency.predictor.LatencyPredictor``; ``CachedLatency``
    puts the latency cache's measured figures in front of it) gives the cost metric's value
    before anything trains; a candidate whose cost breaks a constraint on that metric is
    dropped. No figure (None) means no rejection.
@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from searchers.objectives import Objectives
-from searchers.strategies.base import Strategy
-from spaces.base import ArchitectureError, SearchSpace
+from hwnas.searchers.objectives import Objectives
+from hwnas.searchers.strategies.base import Strategy
+from hwnas.spaces.base import ArchitectureError, SearchSpace
 
 
 class CostPredictor(Protocol):
@@ -38,16 +38,16 @@ def load_cost_predictor(spec: str | None) -> CostPredictor | None:
     """
     if not spec:
         return None
-    from latency.predictor import LatencyPredictor
-    from searchers.config import ConfigError
+    from hwnas.latency.predictor import LatencyPredictor
+    from hwnas.searchers.config import ConfigError
 
     try:
         return LatencyPredictor.load(spec)
     except Exception as exc:  # any failure to load is a config problem, named as such
-        raise ConfigError(f"latency.predictor: cannot load {spec!r}: {exc}") from exc
+        raise ConfigError(f"hwnas.latency.predictor: cannot load {spec!r}: {exc}") from exc
 
 
-#: ``(input_shape, num_classes)`` a trial uses per dataset (``trials.data``'s ``DatasetInfo``;
+#: ``(input_shape, num_classes)`` a trial uses per dataset (``hwnas.trials.data``'s ``DatasetInfo``;
 #: a test keeps them in sync). ``imagefolder`` depends on the folder, so it has no entry.
 DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
     "digits": ((1, 16, 16), 10),
@@ -59,7 +59,7 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
 class CachedLatency:
     """Cost from the latency cache's measured figure when there is one, else ``fallback``.
 
-    Uses ``latency.measure.cached_latency``, which never measures; any failure to read the
+    Uses ``hwnas.latency.measure.cached_latency``, which never measures; any failure to read the
     cache (missing file, no device facts in this process) counts as a miss, since the
     pre-filter is best effort and must never stop a search.
     """
@@ -90,7 +90,7 @@ class CachedLatency:
 
     def predict(self, arch: str) -> float | None:
         try:
-            from latency.measure import cached_latency
+            from hwnas.latency.measure import cached_latency
 
             hit = cached_latency(self.space, arch, cache_path=self.cache_path, **self.target)
         except Exception:  # best effort: a cache we cannot read is a miss

@@ -1,7 +1,7 @@
 """Local runner: Determined's event loop in miniature, driving one ``SearchMethod`` in-process.
 
 Create -> the trial gets a folder ``OUT/trials/<id>/`` (checkpoint, per-trial ``log.txt``) and
-the method hears ``on_trial_created``. ValidateAfter -> a child ``python -m trials.local``
+the method hears ``on_trial_created``. ValidateAfter -> a child ``python -m hwnas.trials.local``
 trains the trial to that cumulative length (one child per visible GPU, else on the CPU);
 its result becomes ``on_validation_completed`` or ``on_trial_exited_early`` (invalid ->
 ``invalid_hp``; crash, out of memory, NaN, timeout -> ``errored``), followed, as Determined's
@@ -34,10 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.atomic import atomic_open, write_json_atomic
-from searchers.config import ConfigError, SearchConfig, load_config
-from searchers.local_progress import ProgressView, SearchStatus
-from searchers.operations import (
+from hwnas.searchers.config import ConfigError, SearchConfig, load_config
+from hwnas.searchers.local_progress import ProgressView, SearchStatus
+from hwnas.searchers.operations import (
     Close,
     Create,
     ExitReason,
@@ -47,7 +46,7 @@ from searchers.operations import (
     operation_from_json,
     operation_to_json,
 )
-from searchers.trial_processes import (
+from hwnas.searchers.trial_processes import (
     DEFAULT_TRIAL_COMMAND,
     TrialOutcome,
     TrialPool,
@@ -56,6 +55,8 @@ from searchers.trial_processes import (
     read_result,
     visible_gpus,
 )
+
+from hwnas.atomic import atomic_open, write_json_atomic
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
@@ -397,7 +398,7 @@ class LocalRunner:
 
     def _front_summary(self) -> dict[str, Any]:
         try:
-            from searchers.report import front_summary
+            from hwnas.searchers.report import front_summary
 
             return front_summary(self.method.records(), self.config.to_objectives())
         except Exception as exc:  # the display must never stop the search
@@ -484,13 +485,13 @@ def _short_metrics(metrics: dict[str, Any]) -> str:
 
 
 def _make_method(config: SearchConfig) -> Any:
-    from searchers.method import SearchMethod
+    from hwnas.searchers.method import SearchMethod
 
     return SearchMethod(config)
 
 
 def _restore_method(state: dict[str, Any]) -> Any:
-    from searchers.method import SearchMethod
+    from hwnas.searchers.method import SearchMethod
 
     return SearchMethod.from_state(state)
 
@@ -524,8 +525,8 @@ def run_search(
     """Run (or, with ``resume=True``, continue) a local search writing into ``out_dir``.
 
     ``config`` is a YAML path or a validated ``SearchConfig`` (ignored on resume: the copy in
-    ``out_dir/config.yaml`` is used). ``trial_command`` replaces ``python -m trials.local`` (it
-    gets ``--request REQ --result RES`` appended); ``stop_after_events`` interrupts the run
+    ``out_dir/config.yaml`` is used). ``trial_command`` replaces ``python -m hwnas.trials.local``
+    (it gets ``--request REQ --result RES`` appended); ``stop_after_events`` interrupts the run
     after that many events, as a Ctrl-C would (for tests). Raises ``ConfigError`` before any
     trial starts when the config is invalid.
     """
@@ -594,7 +595,7 @@ def report_search(
     out_dir: Path, config: SearchConfig, method: Any, timeline: list[dict[str, Any]]
 ) -> list[Path]:
     """Write the report files of a search folder from its method's records."""
-    from searchers.report import write_report
+    from hwnas.searchers.report import write_report
 
     meta = {
         "name": config.name,

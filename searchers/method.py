@@ -4,8 +4,8 @@ A runner (Determined adapter, local runner, tabular runner) calls the event hand
 carries out the operations they return. The method
 
 * creates up to ``budget.max_concurrent`` trials at once and ``budget.max_trials`` in total,
-  each from a proposal that passed the filter chain (``searchers.filters``);
-* asks for validations at the ASHA rung lengths (``searchers.asha``): a trial in the top
+  each from a proposal that passed the filter chain (``hwnas.searchers.filters``);
+* asks for validations at the ASHA rung lengths (``hwnas.searchers.asha``): a trial in the top
   ``1/eta`` of its rung goes on to the next rung, others pause (and may be promoted later
   when the rung has grown); a trial that reaches ``max_length`` is closed;
 * files every result (per-trial metrics by length, status), keeps the Pareto front and a
@@ -35,25 +35,24 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from searchers.asha import ASHA
-from searchers.config import SearchConfig
-from searchers.filters import (
+from hwnas.searchers.asha import ASHA
+from hwnas.searchers.config import SearchConfig
+from hwnas.searchers.filters import (
     DATASET_SHAPES,
     CachedLatency,
     CandidateFilter,
     CostPredictor,
     load_cost_predictor,
 )
-from searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter
-from searchers.pareto import (
+from hwnas.searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter
+from hwnas.searchers.pareto import (
     configured_reference,
     fill_reference,
     hypervolume,
     nondominated_mask,
 )
-from searchers.strategies.base import make_strategy
-from spaces import get_space
+from hwnas.searchers.strategies.base import make_strategy
+from hwnas.spaces import get_space
 
 STATE_VERSION = 1
 _EXIT_STATUS = {
@@ -245,7 +244,7 @@ class SearchMethod:
         another space or with an invalid arch are skipped. Returns counts ``told``,
         ``duplicate``, ``other_space``, ``invalid``. Call before ``initial_operations``.
         """
-        from spaces.base import ArchitectureError
+        from hwnas.spaces.base import ArchitectureError
 
         counts = {"told": 0, "duplicate": 0, "other_space": 0, "invalid": 0}
         for rec in records:
@@ -308,7 +307,7 @@ class SearchMethod:
         return sorted(rows, key=lambda r: (self.objectives.vector(r["metrics"])[0], r["trial_id"]))
 
     def hypervolume(self) -> float:
-        """Hypervolume of the current front (see ``searchers.pareto`` for the reference)."""
+        """Hypervolume of the current front (see ``hwnas.searchers.pareto`` for the reference)."""
         return self.hv_history[-1]["hypervolume"] if self.hv_history else 0.0
 
     # -- state -----------------------------------------------------------------------------

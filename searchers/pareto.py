@@ -22,8 +22,7 @@ import math
 
 import moocore
 import numpy as np
-
-from searchers.objectives import Objectives
+from hwnas.searchers.objectives import Objectives
 
 
 def _finite_rows(F: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@
   count of evaluations and against wall time (when the runner recorded it).
 
 A trial's point is its latest (longest) evaluation. The maths (non-dominated sort,
-hypervolume, reference point) is ``searchers.pareto``'s.
+hypervolume, reference point) is ``hwnas.searchers.pareto``'s.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hwnas.searchers.objectives import Objectives
+from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
 
 from hwnas.atomic import atomic_open, atomic_path, write_json_atomic
-from searchers.objectives import Objectives
-from searchers.pareto import hypervolume, nondominated_mask, reference_point
 
 PARETO_JSON, TRIALS_CSV = "pareto.json", "trials.csv"
 PARETO_PNG, HYPERVOLUME_PNG = "pareto.png", "hypervolume.png"

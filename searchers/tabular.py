@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
-from searchers.config import SearchConfig
-from searchers.method import SearchMethod
-from searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter
-from spaces import ArchitectureError, SearchSpace, get_space
-from spaces.nb201_table import load_table
+from hwnas.searchers.config import SearchConfig
+from hwnas.searchers.method import SearchMethod
+from hwnas.searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter
+from hwnas.spaces import ArchitectureError, SearchSpace, get_space
+from hwnas.spaces.nb201_table import load_table
 
 #: Dataset name -> column prefix in the table.
 DATASET_PREFIX = {"cifar10": "c10", "cifar100": "c100"}
@@ -38,7 +37,7 @@ class TabularError(RuntimeError):
 
 
 class SearchMethodLike(Protocol):
-    """The event handlers of ``searchers.method.SearchMethod`` that the runner calls."""
+    """The event handlers of ``hwnas.searchers.method.SearchMethod`` that the runner calls."""
 
     def initial_operations(self) -> list[Operation]: ...
     def on_trial_created(self, trial_id: int) -> list[Operation]: ...
@@ -118,7 +117,7 @@ class NB201Benchmark:
         """Select ``dataset`` (cifar10/cifar100) and ``device`` from a column mapping.
 
         ``table`` maps the CSV's column names to per-row sequences (what
-        ``spaces.nb201_table.load_table`` returns, or a slice of it).
+        ``hwnas.spaces.nb201_table.load_table`` returns, or a slice of it).
         """
         if dataset not in DATASET_PREFIX:
             raise TabularError(
@@ -454,8 +453,8 @@ class TabularRunner:
 def load_benchmark(
     path: str | Path | None = None, dataset: str = "cifar10", device: str = "raspi4"
 ) -> NB201Benchmark:
-    """Load the NB201 table (default: ``spaces.nb201_table.default_table_path()``) and select
-    ``dataset`` and ``device``; ``spaces.nb201_table.TableError`` says where it looked."""
+    """Load the NB201 table (default: ``hwnas.spaces.nb201_table.default_table_path()``) and select
+    ``dataset`` and ``device``; ``hwnas.spaces.nb201_table.TableError`` says where it looked."""
     return NB201Benchmark.from_table(load_table(path), dataset, device)
 
 

@@ -1,6 +1,6 @@
 """Trial child processes for the local runner: launch, watch, time out, collect the result.
 
-Each ``ValidateAfter`` becomes one child ``python -m trials.local --request REQ --result RES``
+Each ``ValidateAfter`` becomes one child ``python -m hwnas.trials.local --request REQ --result RES``
 in its own process group (so a timeout kills the trial and anything it forked). The child's
 stdout and stderr go to the trial's ``log.txt``. Nothing here knows about search methods.
 """
@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from hwnas.atomic import write_json_atomic
 
 #: The child command; the runner appends ``--request REQ --result RES``.
-DEFAULT_TRIAL_COMMAND = (sys.executable, "-m", "trials.local")
+DEFAULT_TRIAL_COMMAND = (sys.executable, "-m", "hwnas.trials.local")
 
 #: Failure kinds a finished child can have (the trial contract's plus the runner's own).
 FAILURE_KINDS = ("invalid", "oom", "nan", "error", "timeout", "crash")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spaces.base import ArchitectureError, SearchSpace
+from hwnas.spaces.base import ArchitectureError, SearchSpace
 
 SPACE_NAMES = ("nb201", "mobilenet")
 
@@ -12,11 +12,11 @@ SPACE_NAMES = ("nb201", "mobilenet")
 def get_space(name: str, **options: Any) -> SearchSpace:
     """Construct the search space registered as ``name`` with its keyword options."""
     if name == "nb201":
-        from spaces.nb201 import NB201Space
+        from hwnas.spaces.nb201 import NB201Space
 
         return NB201Space(**options)
     if name == "mobilenet":
-        from spaces.mobilenet import MobileNetSpace
+        from hwnas.spaces.mobilenet import MobileNetSpace
 
         return MobileNetSpace(**options)
     raise ArchitectureError(f"unknown search space {name!r}; known: {', '.join(SPACE_NAMES)}")

@@ -8,8 +8,7 @@ import sys
 from typing import Any
 
 import numpy as np
-
-from spaces import SPACE_NAMES, ArchitectureError, SearchSpace, get_space
+from hwnas.spaces import SPACE_NAMES, ArchitectureError, SearchSpace, get_space
 
 
 def parse_option(text: str) -> tuple[str, Any]:

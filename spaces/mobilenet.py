@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from spaces.base import ArchitectureError, SearchSpace
+from hwnas.spaces.base import ArchitectureError, SearchSpace
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     from torch import nn
@@ -337,8 +336,8 @@ class MobileNetSpace(SearchSpace):
     def build(
         self, arch: str, num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)
     ) -> nn.Module:
-        """A ``MobileNetNetwork`` (see ``spaces.mobilenet_model``) for ``arch``."""
-        from spaces.mobilenet_model import MobileNetNetwork
+        """A ``MobileNetNetwork`` (see ``hwnas.spaces.mobilenet_model``) for ``arch``."""
+        from hwnas.spaces.mobilenet_model import MobileNetNetwork
 
         stages = self.parse(arch)
         return MobileNetNetwork(self, stages, num_classes=num_classes, input_shape=input_shape)

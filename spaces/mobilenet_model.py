@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from hwnas.spaces.shapes import check_build_args
 from torch import nn
 
-from spaces.shapes import check_build_args
-
 if TYPE_CHECKING:
-    from spaces.mobilenet import MobileNetSpace
+    from hwnas.spaces.mobilenet import MobileNetSpace
 
 
 def make_activation(name: str) -> nn.Module:
@@ -51,7 +50,7 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, divisor: int = 8) -> None:
         super().__init__()
-        from spaces.mobilenet import make_divisible
+        from hwnas.spaces.mobilenet import make_divisible
 
         hidden = make_divisible(channels / 4, divisor)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -71,7 +70,7 @@ class InvertedResidual(nn.Module):
         self, c_in: int, c_out: int, kernel: int, expansion: int, stride: int, se: bool, act: str
     ) -> None:
         super().__init__()
-        from spaces.mobilenet import make_divisible
+        from hwnas.spaces.mobilenet import make_divisible
 
         mid = make_divisible(c_in * expansion)
         self.use_residual = stride == 1 and c_in == c_out

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from spaces.base import ArchitectureError, SearchSpace
+from hwnas.spaces.base import ArchitectureError, SearchSpace
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     from torch import nn
@@ -301,8 +300,8 @@ class NB201Space(SearchSpace):
     def build(
         self, arch: str, num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)
     ) -> nn.Module:
-        """NB201's ``TinyNetwork`` for ``arch`` (see ``spaces.nb201_model``)."""
-        from spaces.nb201_model import NB201Network  # imports this module's EDGES
+        """NB201's ``TinyNetwork`` for ``arch`` (see ``hwnas.spaces.nb201_model``)."""
+        from hwnas.spaces.nb201_model import NB201Network  # imports this module's EDGES
 
         return NB201Network(
             parse_arch(arch), C=self.C, N=self.N, num_classes=num_classes, input_shape=input_shape

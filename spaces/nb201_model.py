@@ -10,10 +10,9 @@ benchmark's ``params_mb``).
 from __future__ import annotations
 
 import torch
+from hwnas.spaces.nb201 import EDGES
+from hwnas.spaces.shapes import check_build_args
 from torch import nn
-
-from spaces.nb201 import EDGES
-from spaces.shapes import check_build_args
 
 
 class ReLUConvBN(nn.Sequential):

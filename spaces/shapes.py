@@ -5,7 +5,7 @@ from __future__ import annotations
 from numbers import Integral
 from typing import Any
 
-from spaces.base import ArchitectureError
+from hwnas.spaces.base import ArchitectureError
 
 
 def _positive_int(value: Any) -> bool:

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from searchers.arch2vec.__main__ import main as arch2vec_cli
-from searchers.arch2vec.embedding import embed_archs
-from searchers.arch2vec.model import Arch2VecConfig, GraphVAE
-from searchers.arch2vec.pretrain import (
+from hwnas.searchers.arch2vec.__main__ import main as arch2vec_cli
+from hwnas.searchers.arch2vec.embedding import embed_archs
+from hwnas.searchers.arch2vec.model import Arch2VecConfig, GraphVAE
+from hwnas.searchers.arch2vec.pretrain import (
     PACKAGE_WEIGHTS,
     ModelFileError,
     check_model_fits,
@@ -26,11 +25,11 @@ from searchers.arch2vec.pretrain import (
     training_archs,
     weights_checksum,
 )
-from searchers.arch2vec.quality import quality_report, reconstruction
-from searchers.arch2vec.strategy import Arch2VecSearch
-from searchers.objectives import make_objectives
-from searchers.strategies.base import make_strategy
-from spaces import get_space
+from hwnas.searchers.arch2vec.quality import quality_report, reconstruction
+from hwnas.searchers.arch2vec.strategy import Arch2VecSearch
+from hwnas.searchers.objectives import make_objectives
+from hwnas.searchers.strategies.base import make_strategy
+from hwnas.spaces import get_space
 
 # Per-op costs for a synthetic latency that a surrogate can learn without the table.
 _COST = {"none": 0.0, "skip_connect": 0.1, "avg_pool_3x3": 0.3, "nor_conv_1x1": 1.0}
@@ -136,7 +135,7 @@ def test_shipped_nb201_model_loads_and_reconstructs(space):
 
 
 def test_quality_report_latent_distance_tracks_latency(space, nb201_table_file):
-    from spaces.nb201_table import load_table
+    from hwnas.spaces.nb201_table import load_table
 
     table = load_table(nb201_table_file)
     rows = np.random.default_rng(0).choice(table.num_rows, size=3000, replace=False)
@@ -210,9 +209,9 @@ def test_strategy_single_objective_climbs(space):
 
 
 def test_short_tabular_run_through_the_search_method(nb201_table_file):
-    from searchers.config import parse_config
-    from searchers.tabular import NB201Benchmark, run_search_on_table
-    from spaces.nb201_table import load_table
+    from hwnas.searchers.config import parse_config
+    from hwnas.searchers.tabular import NB201Benchmark, run_search_on_table
+    from hwnas.spaces.nb201_table import load_table
 
     table = load_table(nb201_table_file)
     bench = NB201Benchmark.from_table(table, dataset="cifar10", device="pixel2")
@@ -238,7 +237,7 @@ def test_short_tabular_run_through_the_search_method(nb201_table_file):
 
 
 def test_default_path_falls_back_to_user_cache(monkeypatch, tmp_path):
-    from searchers.arch2vec import pretrain as pretrain_module
+    from hwnas.searchers.arch2vec import pretrain as pretrain_module
 
     monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(pretrain_module, "PACKAGE_WEIGHTS", Path(tmp_path / "none"))

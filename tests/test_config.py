@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from searchers.config import ConfigError, load_config, parse_config
+from hwnas.searchers.config import ConfigError, load_config, parse_config
 
 GOOD: dict[str, Any] = {
     "name": "nb201-digits-demo",
@@ -130,7 +129,7 @@ def test_yaml_tags_are_not_executed(tmp_path: Path):
 
 
 def test_the_documented_example_is_valid():
-    import searchers.config as config_module
+    import hwnas.searchers.config as config_module
 
     block = config_module.__doc__.split("::", 1)[1]
     raw = yaml.safe_load("\n".join(line[4:] for line in block.splitlines()))
@@ -141,8 +140,8 @@ def test_the_documented_example_is_valid():
 def test_forwarded_sections_agree_with_what_trials_accept():
     """The searcher cannot import ``trials`` (one-way arrows), so it mirrors the trial's
     hparams models; a field added on either side shows up here."""
-    from searchers.config import DataConfig, LatencyConfig, SearchConfig, TrainingConfig
-    from trials.hparams import DataSettings, LatencySettings, TrainingSettings, TrialHParams
+    from hwnas.searchers.config import DataConfig, LatencyConfig, SearchConfig, TrainingConfig
+    from hwnas.trials.hparams import DataSettings, LatencySettings, TrainingSettings, TrialHParams
 
     assert set(DataConfig.model_fields) == set(DataSettings.model_fields)
     assert set(TrainingConfig.model_fields) | {"max_epochs"} == set(TrainingSettings.model_fields)

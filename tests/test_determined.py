@@ -16,6 +16,24 @@ import determined as det
 import pytest
 from determined import searcher as det_searcher
 from determined.common.api import bindings
+from hwnas.searchers import operations as ops
+from hwnas.searchers.config import parse_config
+from hwnas.searchers.determined.adapter import (
+    DET_EXIT_REASONS,
+    EXIT_REASONS,
+    METHOD_STATE_FILE,
+    HwnasSearchMethod,
+    decode_metrics,
+)
+from hwnas.searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
+from hwnas.searchers.determined.progress import SearchReporter
+from hwnas.searchers.determined.runner import (
+    OPS_FILE,
+    REPORT_DIR,
+    det_operation_from_json,
+    det_operation_to_json,
+)
+from hwnas.searchers.method import SearchMethod
 from master_simulation import (
     ProtocolError,
     SimulatedCrash,
@@ -24,25 +42,6 @@ from master_simulation import (
     TrialFailure,
     to_struct_value,
 )
-
-from searchers import operations as ops
-from searchers.config import parse_config
-from searchers.determined.adapter import (
-    DET_EXIT_REASONS,
-    EXIT_REASONS,
-    METHOD_STATE_FILE,
-    HwnasSearchMethod,
-    decode_metrics,
-)
-from searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
-from searchers.determined.progress import SearchReporter
-from searchers.determined.runner import (
-    OPS_FILE,
-    REPORT_DIR,
-    det_operation_from_json,
-    det_operation_to_json,
-)
-from searchers.method import SearchMethod
 
 
 def search_config(**overrides: Any) -> Any:
@@ -548,11 +547,11 @@ class _OneOperation(det.core.DummySearcherContext):
 
 @pytest.mark.slow  # ~15 s of CPU: one epoch of training plus an ONNX Runtime measurement
 def test_trial_entrypoint_serves_a_create_from_a_shipped_config(tmp_path: Path) -> None:
-    """trials.train under the real Core API (off-cluster) runs the hparams the searcher built
+    """hwnas.trials.train under the real Core API (off-cluster) runs the hparams the searcher built
     from experiment_yamls/search_nb201_cifar10_ort_cpu.yaml, and what it reports back goes
     through the master's protobuf trip into the adapter as that trial's result."""
-    from searchers.config import load_config
-    from trials.train import run_trial
+    from hwnas.searchers.config import load_config
+    from hwnas.trials.train import run_trial
 
     repo = Path(__file__).resolve().parents[1]
     search = load_config(repo / "experiment_yamls" / "search_nb201_cifar10_ort_cpu.yaml")

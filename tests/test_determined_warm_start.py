@@ -14,19 +14,21 @@ import determined as det
 import pytest
 import yaml
 from determined.experimental import client as det_client
-from master_simulation import SimulatedMaster, SimulatedSearchRunner
-from test_determined import FakeTrials, search_config
-
-from searchers.determined import __main__ as entry
-from searchers.determined.adapter import HwnasSearchMethod
-from searchers.determined.experiment_config import ExperimentConfigError, build_trial_experiment
-from searchers.determined.progress import SearchReporter
-from searchers.determined.warm_start import (
+from hwnas.searchers.determined import __main__ as entry
+from hwnas.searchers.determined.adapter import HwnasSearchMethod
+from hwnas.searchers.determined.experiment_config import (
+    ExperimentConfigError,
+    build_trial_experiment,
+)
+from hwnas.searchers.determined.progress import SearchReporter
+from hwnas.searchers.determined.warm_start import (
     WarmStartError,
     load_warm_start,
     sweep_label,
 )
-from searchers.method import SearchMethod
+from hwnas.searchers.method import SearchMethod
+from master_simulation import SimulatedMaster, SimulatedSearchRunner
+from test_determined import FakeTrials, search_config
 
 REPO = Path(__file__).resolve().parents[1]
 Trial, TrialMetrics = det_client.Trial, det_client.TrialMetrics
@@ -262,7 +264,7 @@ def test_entrypoint_off_cluster_says_where_it_must_run(
 
 def test_trial_experiment_builder_names_file_and_field() -> None:
     search = search_config()
-    base = {"entrypoint": "python3 -m trials.train"}
+    base = {"entrypoint": "python3 -m hwnas.trials.train"}
     built = build_trial_experiment(base, search, source="t.yaml")
     assert built["searcher"] == {
         "name": "custom",

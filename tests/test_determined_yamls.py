@@ -11,12 +11,11 @@ import pytest
 import yaml
 from determined.common import constants as det_constants
 from determined.common import context as det_context
-
-from searchers.config import load_config
-from searchers.determined.__main__ import HPARAM_KEYS
-from searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
-from searchers.method import SearchMethod
-from trials.hparams import TrialHParams, parse_hparams
+from hwnas.searchers.config import load_config
+from hwnas.searchers.determined.__main__ import HPARAM_KEYS
+from hwnas.searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
+from hwnas.searchers.method import SearchMethod
+from hwnas.trials.hparams import TrialHParams, parse_hparams
 
 REPO = Path(__file__).resolve().parents[1]
 YAMLS = sorted((REPO / "experiment_yamls").glob("*.yaml"))
@@ -126,8 +125,8 @@ def test_searcher_experiment_builds_a_valid_trial_experiment_whose_hparams_the_t
     hp = config["hyperparameters"]
     assert set(hp) <= set(HPARAM_KEYS) and {"search_config", "trial_experiment"} <= set(hp)
     entry = config["entrypoint"].split()
-    assert entry[:3] == ["python3", "-m", "searchers.determined"]
-    assert importlib.util.find_spec("searchers.determined.__main__") is not None
+    assert entry[:3] == ["python3", "-m", "hwnas.searchers.determined"]
+    assert importlib.util.find_spec("hwnas.searchers.determined.__main__") is not None
 
     search = load_config(REPO / hp["search_config"])
     trial_yaml = REPO / hp["trial_experiment"]

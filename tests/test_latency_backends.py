@@ -10,14 +10,13 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 import torch
-
-from latency.backends import BACKEND_NAMES, BackendOptions, get_backend
-from latency.backends import ort as ort_backends
-from latency.backends.tensorrt import TensorrtBackend, build_engine
-from latency.device import cpu_facts, gpu_facts
-from latency.errors import BackendUnavailableError, MeasurementError
-from latency.export import export_onnx
-from latency.measure import measure_architecture
+from hwnas.latency.backends import BACKEND_NAMES, BackendOptions, get_backend
+from hwnas.latency.backends import ort as ort_backends
+from hwnas.latency.backends.tensorrt import TensorrtBackend, build_engine
+from hwnas.latency.device import cpu_facts, gpu_facts
+from hwnas.latency.errors import BackendUnavailableError, MeasurementError
+from hwnas.latency.export import export_onnx
+from hwnas.latency.measure import measure_architecture
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"

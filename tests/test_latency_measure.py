@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from latency import LatencyResult, TimingConfig, cached_latency, measure_architecture
-from latency.cache import LatencyCache, cache_key
-from latency.cli import main
-from latency.worker import OnnxWorker
-from spaces import get_space
+from hwnas.latency import LatencyResult, TimingConfig, cached_latency, measure_architecture
+from hwnas.latency.cache import LatencyCache, cache_key
+from hwnas.latency.cli import main
+from hwnas.latency.worker import OnnxWorker
+from hwnas.spaces import get_space
 
 QUICK = TimingConfig(warmup_s=0.02, min_runs=5, min_duration_s=0.02, max_attempts=1)
 TINY_MOBILENET = {
@@ -102,8 +101,8 @@ def test_cache_hit_path_measures_nothing_twice(tmp_path, worker):
 # A writer process imports only latency.cache (no torch), so three start in well under a second.
 _WRITER = """
 import sys
-from latency.cache import LatencyCache, cache_key
-from latency.cli import main
+from hwnas.latency.cache import LatencyCache, cache_key
+from hwnas.latency.cli import main
 path, start = sys.argv[1], int(sys.argv[2])
 written = 0
 with LatencyCache(path, timeout_s=30) as db:
@@ -201,7 +200,7 @@ def test_cpu_clock_is_thread_cpu_on_one_thread_and_wall_on_request(worker):
 
 
 def test_cli_profile_measures_fits_and_saves(tmp_path, capsys):
-    from latency.predictor import LatencyPredictor
+    from hwnas.latency.predictor import LatencyPredictor
 
     out = tmp_path / "predictor.json"
     measurements = tmp_path / "m.jsonl"
@@ -255,7 +254,7 @@ def test_reference_pairing_adds_a_ratio_and_its_own_cache_key(tmp_path, worker):
 def test_cli_mounts_under_another_parser_as_hwnas_latency():
     import argparse
 
-    from latency.cli import add_parser, run_profile
+    from hwnas.latency.cli import add_parser, run_profile
 
     parser = argparse.ArgumentParser(prog="hwnas")
     add_parser(parser.add_subparsers(dest="command", required=True))

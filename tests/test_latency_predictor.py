@@ -7,16 +7,15 @@ import json
 
 import numpy as np
 import pytest
-
-from latency.predictor import (
+from hwnas.latency.predictor import (
     LatencyPredictor,
     TableLatencyPredictor,
     evaluate_predictor,
     fit_predictor,
 )
-from latency.profile import fit_and_evaluate, sample_unique
-from spaces import get_space
-from spaces.nb201_table import load_table
+from hwnas.latency.profile import fit_and_evaluate, sample_unique
+from hwnas.spaces import get_space
+from hwnas.spaces.nb201_table import load_table
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hwnas.searchers.config import ConfigError, load_config, parse_config
+from hwnas.searchers.local_progress import ProgressView
+from hwnas.searchers.local_runner import RunnerError, load_state, render_report, run_search
+from hwnas.searchers.trial_processes import TrialPool
 
 from hwnas.cli import main as cli_main
-from searchers.config import ConfigError, load_config, parse_config
-from searchers.local_progress import ProgressView
-from searchers.local_runner import RunnerError, load_state, render_report, run_search
-from searchers.trial_processes import TrialPool
 
 CHILD = Path(__file__).with_name("test_local_runner_child.py")
 REPO = Path(__file__).resolve().parents[1]
@@ -286,7 +286,7 @@ def test_interrupt_signal_saves_state(tmp_path):
     config.write_text(yaml.safe_dump(raw))
     script.write_text(
         "import sys\n"
-        "from searchers.local_runner import run_search\n"
+        "from hwnas.searchers.local_runner import run_search\n"
         f"s = run_search({str(config)!r}, {str(out)!r}, trial_command=[sys.executable, "
         f"{str(CHILD)!r}, '--hang', '1', '--hang', '2'])\n"
         "print('INTERRUPTED' if s.interrupted else 'FINISHED')\n"
@@ -324,7 +324,7 @@ def test_hard_kill_then_resume_finishes_without_training_twice(tmp_path):
     script = tmp_path / "drive.py"
     script.write_text(
         "import sys\n"
-        "from searchers.local_runner import run_search\n"
+        "from hwnas.searchers.local_runner import run_search\n"
         f"run_search(sys.argv[1], {str(out)!r}, resume=sys.argv[1] == 'resume', "
         f"trial_command={command!r})\n"
     )

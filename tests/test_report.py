@@ -6,9 +6,8 @@ import csv
 import json
 
 import pytest
-
-from searchers.objectives import make_objectives
-from searchers.report import compute_front, rows_from_records, write_report
+from hwnas.searchers.objectives import make_objectives
+from hwnas.searchers.report import compute_front, rows_from_records, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

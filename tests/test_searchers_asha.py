@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from searchers.asha import ASHA, rung_lengths
-from searchers.objectives import make_objectives
+from hwnas.searchers.asha import ASHA, rung_lengths
+from hwnas.searchers.objectives import make_objectives
 
 ACC = make_objectives([("validation_accuracy", "maximize")])
 MO = make_objectives([("validation_accuracy", "maximize"), ("latency_ms", "minimize")])

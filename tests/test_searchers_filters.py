@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from searchers.filters import DATASET_SHAPES, CachedLatency, CandidateFilter
-from searchers.objectives import make_objectives
-from spaces import get_space
+from hwnas.searchers.filters import DATASET_SHAPES, CachedLatency, CandidateFilter
+from hwnas.searchers.objectives import make_objectives
+from hwnas.spaces import get_space
 
 SPACE = get_space("nb201", C=8, N=1)
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|none~2|"
@@ -19,14 +18,14 @@ class Constant:
 
 
 def test_dataset_shapes_match_the_trials():
-    from trials.data import DIGITS_SIZE
+    from hwnas.trials.data import DIGITS_SIZE
 
     assert DATASET_SHAPES["digits"] == ((1, DIGITS_SIZE, DIGITS_SIZE), 10)
 
 
 def test_cached_measurement_drives_the_prefilter(tmp_path):
     pytest.importorskip("onnxruntime")
-    import latency
+    from hwnas import latency
 
     cache = tmp_path / "latency.sqlite"
     shape, classes = DATASET_SHAPES["digits"]
@@ -70,9 +69,8 @@ def test_cached_measurement_drives_the_prefilter(tmp_path):
 
 
 def test_the_method_puts_the_cache_in_front_of_the_predictor(tmp_path):
+    from hwnas.searchers.method import SearchMethod
     from test_searchers_method import LatencyStub, make_config
-
-    from searchers.method import SearchMethod
 
     cfg = make_config(latency={"cache": str(tmp_path / "c.sqlite")})
     stub = LatencyStub()

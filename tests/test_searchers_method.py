@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from searchers.config import parse_config
-from searchers.method import SearchMethod
-from searchers.operations import Close, Create, ExitReason, Shutdown, ValidateAfter
-from spaces import get_space
+from hwnas.searchers.config import parse_config
+from hwnas.searchers.method import SearchMethod
+from hwnas.searchers.operations import Close, Create, ExitReason, Shutdown, ValidateAfter
+from hwnas.spaces import get_space
 
 SPACE = get_space("nb201", C=8, N=1)
 
@@ -360,8 +359,9 @@ def test_warm_start_tells_the_strategy_and_blocks_retraining():
 
 
 def test_state_file_is_written_atomically(tmp_path):
+    from hwnas.searchers.state import read_json
+
     from hwnas.atomic import write_json_atomic
-    from searchers.state import read_json
 
     path = tmp_path / "state.json"
     method = run(SearchMethod(make_config(budget={"max_trials": 4, "max_concurrent": 2})), Engine())
@@ -402,14 +402,14 @@ def test_table_latency_predictor_prefilters_real_device_costs(nb201_table_file, 
 
 
 def test_unloadable_predictor_is_a_config_error():
-    from searchers.config import ConfigError
+    from hwnas.searchers.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"latency\.predictor"):
         SearchMethod(make_config(latency={"predictor": "/no/such/predictor.json"}))
 
 
 def test_incremental_front_matches_a_brute_force_front_after_every_event():
-    from searchers.pareto import nondominated_mask
+    from hwnas.searchers.pareto import nondominated_mask
 
     cfg = make_config(
         constraints=["latency_ms <= 6"], budget={"max_trials": 30, "max_concurrent": 4}

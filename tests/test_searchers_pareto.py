@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import pytest
-
-from searchers.objectives import Scalarization, make_objectives, parse_constraint
-from searchers.pareto import (
+from hwnas.searchers.objectives import Scalarization, make_objectives, parse_constraint
+from hwnas.searchers.pareto import (
     crowding_distance,
     hypervolume,
     nondominated_mask,
@@ -21,7 +20,7 @@ F = np.array([[1, 5], [2, 3], [3, 4], [4, 1], [np.nan, 0], [0.5, 9]], dtype=floa
 
 
 def test_front_and_ranks():
-    from searchers.pareto import dominates
+    from hwnas.searchers.pareto import dominates
 
     assert dominates(np.array([1.0, 2.0]), np.array([1.0, 3.0]))
     assert not dominates(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
@@ -106,7 +105,7 @@ def test_reference_point_rules():
 
 
 def test_vectorised_crowding_and_top_k_match_the_plain_versions():
-    from searchers.pareto import crowding_distance, grouped_crowding_distance, top_k
+    from hwnas.searchers.pareto import crowding_distance, grouped_crowding_distance, top_k
 
     rng = np.random.default_rng(0)
     for trial in range(20):

@@ -7,11 +7,10 @@ import json
 
 import numpy as np
 import pytest
-
-from searchers.objectives import Scalarization, make_objectives
-from searchers.strategies import STRATEGIES, make_strategy
-from searchers.strategies.base import UnknownStrategyError
-from spaces import get_space
+from hwnas.searchers.objectives import Scalarization, make_objectives
+from hwnas.searchers.strategies import STRATEGIES, make_strategy
+from hwnas.searchers.strategies.base import UnknownStrategyError
+from hwnas.spaces import get_space
 
 SPACE = get_space("nb201", C=8, N=1)
 MO = make_objectives(
@@ -94,7 +93,7 @@ def test_nsga2_keeps_the_best_fronts():
     drive(s, 60)
     assert len(s.population) == 20
     # The feasible front of everything told survives in the population (up to its size).
-    from searchers.pareto import nondominated_mask
+    from hwnas.searchers.pareto import nondominated_mask
 
     ok = [(a, v) for a, v in s.history if v is not None and MO.feasible(v)]
     F = np.array([MO.vector(v) for _, v in ok])

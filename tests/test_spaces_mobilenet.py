@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from spaces import ArchitectureError, get_space
-from spaces.mobilenet import FIELDS, MobileNetSpace, make_divisible
+from hwnas.spaces import ArchitectureError, get_space
+from hwnas.spaces.mobilenet import FIELDS, MobileNetSpace, make_divisible
 
 ARCH = (
     "d2-k5-e6-w1.0-se1|d1-k3-e4-w0.75-se0|d3-k7-e3-w1.25-se1|"

@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from spaces import ArchitectureError, get_space
-from spaces.nb201 import OPS, NB201Space, format_arch, nb201_unique_str, parse_arch
-from spaces.nb201_table import load_table
+from hwnas.spaces import ArchitectureError, get_space
+from hwnas.spaces.nb201 import OPS, NB201Space, format_arch, nb201_unique_str, parse_arch
+from hwnas.spaces.nb201_table import load_table
 
 ARCH = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+"

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from spaces import get_space
-from spaces.nb201_table import NB201Table, TableError, default_table_path, load_table
+from hwnas.spaces import get_space
+from hwnas.spaces.nb201_table import NB201Table, TableError, default_table_path, load_table
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from searchers.config import parse_config
-from searchers.operations import Close, Create, ExitReason, Operation, ValidateAfter
-from searchers.tabular import (
+from hwnas.searchers.config import parse_config
+from hwnas.searchers.operations import Close, Create, ExitReason, Operation, ValidateAfter
+from hwnas.searchers.tabular import (
     NB201Benchmark,
     SimulatedWorkers,
     TabularError,
@@ -17,7 +16,7 @@ from searchers.tabular import (
     load_benchmark,
     run_search_on_table,
 )
-from spaces.nb201_table import TableError, load_table
+from hwnas.spaces.nb201_table import TableError, load_table
 
 LENGTH = 200
 
@@ -133,7 +132,7 @@ def test_query_model_rejects_unknown_dataset_device_and_arch(small):
     absent = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
     if absent in small["arch_str"]:
         pytest.skip("slice unexpectedly holds the all-none cell")
-    from spaces import ArchitectureError
+    from hwnas.spaces import ArchitectureError
 
     with pytest.raises(ArchitectureError, match="not in the NB201 table"):
         b.row_of(absent)

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from trials.data import (
+from hwnas.trials.data import (
     DataError,
     _random_crop,
     load_data,
     split_indices,
 )
-from trials.hparams import DataSettings
+from hwnas.trials.hparams import DataSettings
 
 CPU = torch.device("cpu")
 

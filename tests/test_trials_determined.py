@@ -18,8 +18,7 @@ import determined as det
 import pytest
 import torch
 from determined import core
-
-from trials.train import run_trial
+from hwnas.trials.train import run_trial
 
 REPO = Path(__file__).resolve().parents[1]
 NB201_ARCH = (
@@ -185,7 +184,7 @@ def test_entrypoint_runs_off_cluster_as_a_process(tmp_path: Path) -> None:
     hp_file = tmp_path / "hparams.json"
     hp_file.write_text(json.dumps(hparams(max_epochs=2)))
     storage = tmp_path / "checkpoints"
-    command = [sys.executable, "-m", "trials.train", "--hparams", str(hp_file)]
+    command = [sys.executable, "-m", "hwnas.trials.train", "--hparams", str(hp_file)]
     command += ["--checkpoint-storage", str(storage), "--length", "2"]
     proc = subprocess.run(
         command,
@@ -207,7 +206,7 @@ def test_entrypoint_runs_off_cluster_as_a_process(tmp_path: Path) -> None:
 
 
 def test_off_cluster_flags_need_hparams() -> None:
-    from trials.train import main
+    from hwnas.trials.train import main
 
     with pytest.raises(SystemExit) as info:
         main(["--length", "1"])

@@ -1,4 +1,4 @@
-"""``python -m trials.local`` end to end, as the local runner starts it."""
+"""``python -m hwnas.trials.local`` end to end, as the local runner starts it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 import torch
-
-from trials.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from trials.local import main, run_request
-from trials.loop import train_to
+from hwnas.trials.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from hwnas.trials.local import main, run_request
+from hwnas.trials.loop import train_to
 
 REPO = Path(__file__).resolve().parents[1]
 NB201_ARCH = (
@@ -47,7 +46,7 @@ def run_local(tmp_path: Path, request: dict[str, Any] | str, name: str) -> dict[
     req, res = tmp_path / f"{name}.req.json", tmp_path / f"{name}.res.json"
     req.write_text(request if isinstance(request, str) else json.dumps(request))
     proc = subprocess.run(
-        [sys.executable, "-m", "trials.local", "--request", str(req), "--result", str(res)],
+        [sys.executable, "-m", "hwnas.trials.local", "--request", str(req), "--result", str(res)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -9,17 +9,16 @@ from typing import Any
 
 import pytest
 import torch
-
-from trials.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
-from trials.errors import (
+from hwnas.trials.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
+from hwnas.trials.errors import (
     InvalidTrial,
     TrainingDiverged,
     TrialError,
     TrialOutOfMemory,
     is_out_of_memory,
 )
-from trials.hparams import HParamsError, parse_hparams
-from trials.loop import TIMING_KEYS, TrialRun, train_to
+from hwnas.trials.hparams import HParamsError, parse_hparams
+from hwnas.trials.loop import TIMING_KEYS, TrialRun, train_to
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -215,7 +214,7 @@ def test_model_too_big_for_memory_is_an_oom_outcome() -> None:
 )
 def test_searcher_configs_produce_hparams_the_trial_accepts(config: str) -> None:
     # The contract between rooms: what the searcher forwards must validate here unchanged.
-    from searchers.config import load_config
+    from hwnas.searchers.config import load_config
 
     cfg = load_config(REPO / "experiment_yamls" / config)
     hp = {**cfg.trial_hparams_base(), "space": cfg.space.name, "arch": "x", "seed": 1}

@@ -1,8 +1,8 @@
 """Train ONE architecture: data, the resumable training loop, checkpoints, and the two ways a
-trial is run: ``python -m trials.local`` (local runner's child) and ``python3 -m trials.train``
-(Determined Core API entrypoint).
+trial is run: ``python -m hwnas.trials.local`` (local runner's child) and
+``python3 -m hwnas.trials.train`` (Determined Core API entrypoint).
 
-Public API: ``trials.loop.train_to(hparams, target_epochs, checkpoint_dir, *, report=None)``,
-``trials.loop.TrialRun``, ``trials.hparams.parse_hparams``, ``trials.data.load_data`` and the
-outcome errors in ``trials.errors``.
+Public API: ``loop.train_to(hparams, target_epochs, checkpoint_dir, *, report=None)``,
+``loop.TrialRun``, ``hparams.parse_hparams``, ``data.load_data`` and the outcome errors in
+``errors``.
 """

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from trials.errors import TrialError
-from trials.hparams import DataSettings
+from hwnas.trials.errors import TrialError
+from hwnas.trials.hparams import DataSettings
 
 log = logging.getLogger(__name__)
 

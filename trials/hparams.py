@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from hwnas.trials.errors import TrialError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from trials.errors import TrialError
 
 
 class _Section(BaseModel):

@@ -1,6 +1,6 @@
 """The local runner's trial child process.
 
-``python -m trials.local --request REQ.json --result RES.json`` where REQ is
+``python -m hwnas.trials.local --request REQ.json --result RES.json`` where REQ is
 ``{"hparams": {...}, "length": <cumulative epochs>, "checkpoint_dir": "<dir>", "trial_id": 7}``
 and RES becomes ``{"ok": true, "metrics": {...}}`` or
 ``{"ok": false, "kind": "invalid"|"oom"|"nan"|"error", "message": "..."}``.
@@ -19,10 +19,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from hwnas.atomic import write_json_atomic
-from trials.errors import TrialError
+from hwnas.trials.errors import TrialError
 
-log = logging.getLogger("trials.local")
+from hwnas.atomic import write_json_atomic
+
+log = logging.getLogger("hwnas.trials.local")
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def run_request(request_path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         request = read_request(request_path)
         # Imported here so a broken install still yields a result file, not a traceback.
-        from trials.loop import train_to
+        from hwnas.trials.loop import train_to
 
         trial_id = request.get("trial_id")
         log.info("trial %s: training to %d epochs", trial_id, request["length"])
@@ -71,7 +72,7 @@ def run_request(request_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trials.local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hwnas.trials.local", description=__doc__)
     parser.add_argument("--request", required=True, help="request JSON file")
     parser.add_argument("--result", required=True, help="where to write the result JSON")
     args = parser.parse_args(argv)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_json_atomic(args.result, result, indent=1)
     except Exception as exc:
-        print(f"trials.local: cannot write result {args.result}: {exc}", file=sys.stderr)
+        print(f"hwnas.trials.local: cannot write result {args.result}: {exc}", file=sys.stderr)
         return 2
     return 0
 

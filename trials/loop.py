@@ -1,7 +1,8 @@
 """Train one architecture: build it through ``spaces``, train epoch by epoch with a cosine
 schedule over the planned maximum, checkpoint, validate, and report one metrics dict.
 
-The same ``TrialRun`` serves the local runner (``train_to``) and Determined (``trials.train``).
+The same ``TrialRun`` serves the local runner (``train_to``) and Determined
+(``hwnas.trials.train``).
 """
 
 from __future__ import annotations
@@ -17,25 +18,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from spaces import ArchitectureError, get_space
-from trials.checkpoint import (
+from hwnas.spaces import ArchitectureError, get_space
+from hwnas.trials.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from trials.data import INIT_STREAM, TRAIN_STREAM, TrialData, derive_seed, load_data
-from trials.errors import (
+from hwnas.trials.data import INIT_STREAM, TRAIN_STREAM, TrialData, derive_seed, load_data
+from hwnas.trials.errors import (
     InvalidTrial,
     TrainingDiverged,
     TrialError,
     TrialOutOfMemory,
     is_out_of_memory,
 )
-from trials.hparams import HParamsError, TrialHParams, parse_hparams
+from hwnas.trials.hparams import HParamsError, TrialHParams, parse_hparams
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
 def check_latency_backend(backend: str) -> None:
     """Fail before training when the latency backend cannot run here (no device time wasted
     on a trial whose cost could never be measured)."""
-    import latency
+    from hwnas import latency
 
     try:
         latency.get_backend(backend).check_available()
@@ -316,7 +316,7 @@ class TrialRun:
         trial measured at a different moment still trains bitwise the same."""
         if self.latency is not None or not self.hp.latency.enabled:
             return self.latency or {}
-        import latency
+        from hwnas import latency
 
         settings, info = self.hp.latency, self.data.info
         rng = capture_rng_state()

@@ -1,4 +1,4 @@
-"""Determined Core API entrypoint: ``python3 -m trials.train``.
+"""Determined Core API entrypoint: ``python3 -m hwnas.trials.train``.
 
 On a cluster the hyperparameters come from ``det.get_cluster_info().trial.hparams`` and the
 operations from the master. Off-cluster (smoke tests) ``det.core.init()`` gives Determined's
@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trials.errors import InvalidTrial, TrainingDiverged
-from trials.hparams import HParamsError
+from hwnas.trials.errors import InvalidTrial, TrainingDiverged
+from hwnas.trials.hparams import HParamsError
 
-log = logging.getLogger("trials.train")
+log = logging.getLogger("hwnas.trials.train")
 
 
 def reportable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +51,7 @@ def run_trial(core_context: Any, hparams: dict[str, Any], latest_checkpoint: str
     metrics every epoch, stopping after a checkpoint when preempted), validate, report
     validation metrics, and complete the operation with the full metrics dict."""
     import determined as det
-
-    from trials.loop import TrialRun
+    from hwnas.trials.loop import TrialRun
 
     try:
         trial = TrialRun(hparams)
@@ -99,14 +98,14 @@ def _read_hparams_file(path: str) -> dict[str, Any]:
     try:
         hparams = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"trials.train: cannot read --hparams {path}: {exc}") from exc
+        raise SystemExit(f"hwnas.trials.train: cannot read --hparams {path}: {exc}") from exc
     if not isinstance(hparams, dict):
-        raise SystemExit(f"trials.train: --hparams {path} must hold a JSON object")
+        raise SystemExit(f"hwnas.trials.train: --hparams {path} must hold a JSON object")
     return hparams
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m trials.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python3 -m hwnas.trials.train", description=__doc__)
     parser.add_argument("--hparams", help="off-cluster only: hyperparameters JSON file")
     parser.add_argument("--length", type=int, help="off-cluster only: dummy operation length")
     parser.add_argument("--checkpoint-storage", help="off-cluster only: checkpoint directory")

@@ -5,20 +5,20 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from latency.backends.base import Backend, BackendOptions, Loaded
-from latency.errors import BackendUnavailableError
+from hwnas.latency.backends.base import Backend, BackendOptions, Loaded
+from hwnas.latency.errors import BackendUnavailableError
 
 # name -> (module, class); precision is an option, not part of the name, except for TensorRT
 # whose engines are built per precision (trt-fp16 etc., as the project's configs spell them).
 _REGISTRY: dict[str, tuple[str, str, dict]] = {
-    "ort-cpu": ("latency.backends.ort", "OrtCpuBackend", {}),
-    "ort-cuda": ("latency.backends.ort", "OrtCudaBackend", {}),
-    "ort-trt": ("latency.backends.ort", "OrtTensorrtBackend", {}),
-    "trt-fp32": ("latency.backends.tensorrt", "TensorrtBackend", {"precision": "fp32"}),
-    "trt-fp16": ("latency.backends.tensorrt", "TensorrtBackend", {"precision": "fp16"}),
-    "trt-int8": ("latency.backends.tensorrt", "TensorrtBackend", {"precision": "int8"}),
-    "torch-cpu": ("latency.backends.torch_backend", "TorchCpuBackend", {}),
-    "torch-cuda": ("latency.backends.torch_backend", "TorchCudaBackend", {}),
+    "ort-cpu": ("hwnas.latency.backends.ort", "OrtCpuBackend", {}),
+    "ort-cuda": ("hwnas.latency.backends.ort", "OrtCudaBackend", {}),
+    "ort-trt": ("hwnas.latency.backends.ort", "OrtTensorrtBackend", {}),
+    "trt-fp32": ("hwnas.latency.backends.tensorrt", "TensorrtBackend", {"precision": "fp32"}),
+    "trt-fp16": ("hwnas.latency.backends.tensorrt", "TensorrtBackend", {"precision": "fp16"}),
+    "trt-int8": ("hwnas.latency.backends.tensorrt", "TensorrtBackend", {"precision": "int8"}),
+    "torch-cpu": ("hwnas.latency.backends.torch_backend", "TorchCpuBackend", {}),
+    "torch-cuda": ("hwnas.latency.backends.torch_backend", "TorchCudaBackend", {}),
 }
 BACKEND_NAMES = tuple(_REGISTRY)
 

@@ -1,7 +1,7 @@
 """The interface every latency backend implements, and the registry of backend names.
 
 A backend turns an artefact (an ONNX file, or a torch module for the torch backends) into a
-zero-argument callable that runs one inference; ``latency.timing`` times that callable. The
+zero-argument callable that runs one inference; ``hwnas.latency.timing`` times that callable. The
 callable returns its own elapsed seconds where the backend can measure device time (CUDA
 events), else ``None`` (host clock). Nothing here imports a runtime: each backend imports its
 own lazily so a CPU-only machine never touches CUDA, TensorRT or NVML.
@@ -58,7 +58,7 @@ class Backend(ABC):
     def __init__(self, options: BackendOptions | None = None) -> None:
         self.options = options or BackendOptions()
         if self.options.precision not in self.precisions:
-            from latency.errors import BackendUnavailableError
+            from hwnas.latency.errors import BackendUnavailableError
 
             raise BackendUnavailableError(
                 f"backend {self.name!r} does not support precision "

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from latency.backends.base import Backend, Loaded
-from latency.errors import BackendUnavailableError, MeasurementError
+from hwnas.latency.backends.base import Backend, Loaded
+from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 
 _ORT_DISTS = ("onnxruntime", "onnxruntime-gpu")
 

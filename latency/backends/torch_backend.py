@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from latency.backends.base import Backend, Loaded
-from latency.errors import BackendUnavailableError, MeasurementError
+from hwnas.latency.backends.base import Backend, Loaded
+from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 

@@ -1,4 +1,4 @@
-"""CLI: ``python -m searchers.arch2vec pretrain|quality``.
+"""CLI: ``python -m hwnas.searchers.arch2vec pretrain|quality``.
 
 ``pretrain --space nb201 --out FILE [--epochs N --seed S --limit M]`` trains the graph VAE on
 the space's architectures and writes FILE plus its JSON sidecar; ``quality --model FILE``
@@ -18,16 +18,15 @@ QUALITY_COLUMNS = ("c10_valid", "lat_ms_gold_6226", "lat_ms_pixel2", "lat_ms_108
 
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
-
-    from searchers.arch2vec.model import Arch2VecConfig
-    from searchers.arch2vec.pretrain import (
+    from hwnas.searchers.arch2vec.model import Arch2VecConfig
+    from hwnas.searchers.arch2vec.pretrain import (
         default_config,
         pretrain,
         save_model,
         space_graphs,
         training_archs,
     )
-    from spaces import get_space
+    from hwnas.spaces import get_space
 
     torch.set_num_threads(args.threads)
     space = get_space(args.space, **json.loads(args.space_options))
@@ -62,11 +61,10 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _quality(args: argparse.Namespace) -> int:
     import numpy as np
-
-    from searchers.arch2vec.pretrain import check_model_fits, load_model
-    from searchers.arch2vec.quality import format_report, quality_report
-    from spaces import get_space
-    from spaces.nb201_table import load_table
+    from hwnas.searchers.arch2vec.pretrain import check_model_fits, load_model
+    from hwnas.searchers.arch2vec.quality import format_report, quality_report
+    from hwnas.spaces import get_space
+    from hwnas.spaces.nb201_table import load_table
 
     model, meta = load_model(args.model)
     space = get_space(meta["space"], **meta.get("space_options", {}))
@@ -87,7 +85,7 @@ def _quality(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m searchers.arch2vec", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hwnas.searchers.arch2vec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="train the graph VAE and write weights + sidecar")
     p.add_argument("--space", default="nb201")

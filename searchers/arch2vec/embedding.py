@@ -6,9 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-
-from searchers.arch2vec.model import GraphVAE, graphs_to_tensors
-from spaces.base import SearchSpace
+from hwnas.searchers.arch2vec.model import GraphVAE, graphs_to_tensors
+from hwnas.spaces.base import SearchSpace
 
 
 def embed_graphs(

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from hwnas.searchers.arch2vec.model import Arch2VecConfig, GraphVAE, graphs_to_tensors, vae_loss
+from hwnas.spaces.base import SearchSpace
 
 from hwnas.atomic import atomic_open, atomic_path
-from searchers.arch2vec.model import Arch2VecConfig, GraphVAE, graphs_to_tensors, vae_loss
-from spaces.base import SearchSpace
 
 FORMAT = "hwnas-arch2vec/1"
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -210,7 +210,7 @@ def load_model(path: str | Path) -> tuple[GraphVAE, dict[str, Any]]:
     if actual != meta["sha256"]:
         raise ModelFileError(
             f"arch2vec weights {path} fail their checksum: sha256 {actual} != {meta['sha256']} "
-            f"recorded in {side}; re-create them with `python -m searchers.arch2vec pretrain`"
+            f"recorded in {side}; re-create them with `python -m hwnas.searchers.arch2vec pretrain`"
         )
     try:
         config = Arch2VecConfig.from_dict(meta["config"])
@@ -264,7 +264,7 @@ def model_file_name(space: SearchSpace) -> str:
 
     NB201's C/N do not change its graphs, so every NB201 space shares ``nb201.pt``.
     """
-    from spaces import get_space
+    from hwnas.spaces import get_space
 
     key = graph_format_key(space)
     default = graph_format_key(get_space(space.name))

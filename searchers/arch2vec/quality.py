@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from hwnas.searchers.arch2vec.embedding import embed_graphs, graph_key, graph_lookup
+from hwnas.searchers.arch2vec.model import GraphVAE, decode_graphs, upper_mask
+from hwnas.spaces.base import SearchSpace
 from scipy.stats import spearmanr
-
-from searchers.arch2vec.embedding import embed_graphs, graph_key, graph_lookup
-from searchers.arch2vec.model import GraphVAE, decode_graphs, upper_mask
-from spaces.base import SearchSpace
 
 
 def reconstruction(model: GraphVAE, adj: torch.Tensor, ops: torch.Tensor) -> dict[str, float]:
@@ -143,7 +142,7 @@ def quality_report(
     ``archs`` are the table's rows; ``table_columns`` maps a label (e.g. ``"c10_valid"``,
     ``"lat_ms_pixel2"``) to one value per row.
     """
-    from searchers.arch2vec.model import graphs_to_tensors
+    from hwnas.searchers.arch2vec.model import graphs_to_tensors
 
     rng = np.random.default_rng(seed)
     adj, ops = graphs_to_tensors([space.graph(a) for a in archs])

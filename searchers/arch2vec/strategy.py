@@ -14,7 +14,7 @@ embeddings of everything told so far; every candidate gets a Thompson draw per m
 
 A candidate whose posterior mean breaks a hard constraint is infeasible (feasibility more
 likely than not), so the acquisition honours constraints before anything is queried; the
-filter chain in front of every strategy (``searchers.filters``) still applies its own
+filter chain in front of every strategy (``hwnas.searchers.filters``) still applies its own
 pre-filter. Models are not stored:
 the state keeps the history, rng and the size/seed of the last fit, and loading refits.
 torch is imported only when the first model-based ask needs the embeddings.
@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
+from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
+from hwnas.searchers.surrogates import GaussianProcess
+from hwnas.spaces.base import SearchSpace
 from pydantic import Field
-
-from searchers.pareto import hypervolume, nondominated_mask, reference_point
-from searchers.strategies.base import Strategy, StrategyOptions, register
-from searchers.surrogates import GaussianProcess
-from spaces.base import SearchSpace
 
 #: Spaces with at most this many architectures use all of them as the candidate pool.
 MAX_FULL_POOL = 50_000
@@ -68,7 +67,7 @@ class _Embedder:
     """
 
     def __init__(self, space: SearchSpace, model_path: str | None) -> None:
-        from searchers.arch2vec.pretrain import load_or_pretrain
+        from hwnas.searchers.arch2vec.pretrain import load_or_pretrain
 
         self.space = space
         self.model, self.meta, self.path = load_or_pretrain(space, model_path)
@@ -86,7 +85,7 @@ class _Embedder:
         self.pool_index = {k: j for j, k in enumerate(self.pool_keys)}
 
     def _embed_space(self) -> tuple[list[str], np.ndarray, list[str], Any]:
-        from searchers.arch2vec.embedding import embed_archs
+        from hwnas.searchers.arch2vec.embedding import embed_archs
 
         space = self.space
         if space.size() <= MAX_FULL_POOL:
@@ -107,7 +106,7 @@ class _Embedder:
 
     def features(self, archs: list[str]) -> np.ndarray:
         """Standardised embeddings of ``archs`` (precomputed rows reused where possible)."""
-        from searchers.arch2vec.embedding import embed_archs
+        from hwnas.searchers.arch2vec.embedding import embed_archs
 
         out = np.empty((len(archs), len(self.mean)))
         missing = []

@@ -1,9 +1,9 @@
-"""``python3 -m searchers.determined``: the searcher task of a Determined custom search.
+"""``python3 -m hwnas.searchers.determined``: the searcher task of a Determined custom search.
 
 Runs inside a ``searcher: single`` experiment (see ``experiment_yamls/det_*.yaml``). It reads
 the hwnas search config and the trial experiment YAML (paths inside the uploaded context
 directory), creates the multi-trial ``searcher: custom`` experiment whose trials run
-``python3 -m trials.train``, and answers its events until the search ends. When the searcher
+``python3 -m hwnas.trials.train``, and answers its events until the search ends. When the searcher
 task restarts (``max_restarts``), it resumes from its latest checkpoint instead.
 
 Arguments come from the command line or, where not given there, from the searcher
@@ -25,7 +25,9 @@ HPARAM_KEYS = ("search_config", "trial_experiment", "warm_start")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python3 -m searchers.determined", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python3 -m hwnas.searchers.determined", description=__doc__
+    )
     parser.add_argument("search_config", nargs="?", help="hwnas search config YAML")
     parser.add_argument(
         "--trial-experiment", help="Determined experiment YAML for the trials (searcher: custom)"
@@ -57,7 +59,7 @@ def resolve_args(args: argparse.Namespace, hparams: dict[str, Any]) -> dict[str,
     for key in ("search_config", "trial_experiment"):
         if not resolved[key]:
             raise SystemExit(
-                f"searchers.determined: {key} is not set: pass it on the command line or as "
+                f"hwnas.searchers.determined: {key} is not set: pass it on the command line or as "
                 f"hyperparameters.{key} of the searcher experiment"
             )
     return resolved
@@ -66,8 +68,7 @@ def resolve_args(args: argparse.Namespace, hparams: dict[str, Any]) -> dict[str,
 def print_check(trial_experiment: dict[str, Any], first_operations: list[Any]) -> None:
     """What the searcher would submit: the trial experiment and the first trial's hparams."""
     import yaml
-
-    from searchers.operations import Create
+    from hwnas.searchers.operations import Create
 
     create = next(op for op in first_operations if isinstance(op, Create))
     print("# trial experiment config (client.create_experiment)")
@@ -84,7 +85,7 @@ def require_custom_searchers() -> None:
         import determined.searcher
     except ImportError:
         raise SystemExit(
-            f"searchers.determined: Determined {det.__version__} has no custom searchers "
+            f"hwnas.searchers.determined: Determined {det.__version__} has no custom searchers "
             "(determined.searcher was removed in 0.38). Run hwnas on a 0.19.6-0.37.x cluster, "
             "or search on one machine with the local runner: hwnas search CONFIG"
         ) from None
@@ -93,14 +94,16 @@ def require_custom_searchers() -> None:
 def main(argv: list[str] | None = None) -> int:
     require_custom_searchers()
     import determined as det
-
-    from searchers.config import load_config
-    from searchers.determined.adapter import HwnasSearchMethod
-    from searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
-    from searchers.determined.progress import SearchReporter
-    from searchers.determined.runner import HwnasSearchRunner
-    from searchers.determined.warm_start import load_warm_start
-    from searchers.method import SearchMethod
+    from hwnas.searchers.config import load_config
+    from hwnas.searchers.determined.adapter import HwnasSearchMethod
+    from hwnas.searchers.determined.experiment_config import (
+        build_trial_experiment,
+        load_yaml_mapping,
+    )
+    from hwnas.searchers.determined.progress import SearchReporter
+    from hwnas.searchers.determined.runner import HwnasSearchRunner
+    from hwnas.searchers.determined.warm_start import load_warm_start
+    from hwnas.searchers.method import SearchMethod
 
     logging.basicConfig(level=logging.INFO, format=det.LOG_FORMAT)
     args = build_parser().parse_args(argv)

@@ -2,7 +2,7 @@
 
 ``HwnasSearchMethod`` subclasses ``determined.searcher.SearchMethod`` (Determined 0.19.6 to
 0.37.x; custom searchers were removed in 0.38) and forwards every event to the wrapped
-``searchers.method.SearchMethod``. It owns the one thing Determined adds: request ids. The
+``hwnas.searchers.method.SearchMethod``. It owns the one thing Determined adds: request ids. The
 master names trials by UUID, the method by int; both maps are kept here and saved with the
 method's own state, so a restarted searcher answers for the trials it created before.
 """
@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from determined import searcher as det_searcher
+from hwnas.searchers import operations as ops
 
 from hwnas.atomic import write_json_atomic
-from searchers import operations as ops
 
 logger = logging.getLogger("hwnas.determined")
 
@@ -57,8 +57,8 @@ def decode_metrics(metric: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_engine_method(state: dict[str, Any]) -> Any:
-    """``searchers.method.SearchMethod.from_state``, imported when first needed."""
-    from searchers.method import SearchMethod
+    """``hwnas.searchers.method.SearchMethod.from_state``, imported when first needed."""
+    from hwnas.searchers.method import SearchMethod
 
     return SearchMethod.from_state(state)
 

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from searchers.config import SearchConfig
-from searchers.determined.warm_start import sweep_label
+from hwnas.searchers.config import SearchConfig
+from hwnas.searchers.determined.warm_start import sweep_label
 
 #: Keys of Determined 0.37's custom searcher config (schemas/expconf/v0/searcher-custom.json).
 CUSTOM_SEARCHER_KEYS = ("name", "metric", "smaller_is_better", "unit")
@@ -78,7 +77,7 @@ def build_trial_experiment(
     config = copy.deepcopy(trial_config)
     if not config.get("entrypoint"):
         raise ExperimentConfigError(
-            f"{source}: entrypoint: missing; the trials run `python3 -m trials.train`"
+            f"{source}: entrypoint: missing; the trials run `python3 -m hwnas.trials.train`"
         )
     given = config.get("searcher") or {}
     if not isinstance(given, dict):

@@ -1,7 +1,7 @@
 """What the searcher experiment shows in Determined: the report files and the search metrics.
 
 Called by ``HwnasSearchRunner`` whenever the method's results change: the report
-(``searchers.report``: ``pareto.json``, ``trials.csv``, ``pareto.png``, ``hypervolume.png``)
+(``hwnas.searchers.report``: ``pareto.json``, ``trials.csv``, ``pareto.png``, ``hypervolume.png``)
 goes into the searcher's checkpoint, and the returned numbers are reported as the searcher
 experiment's validation metrics, so the web UI charts the search as it runs.
 """
@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from searchers import report
-from searchers.method import TERMINAL
-from searchers.objectives import Objectives
+from hwnas.searchers import report
+from hwnas.searchers.method import TERMINAL
+from hwnas.searchers.objectives import Objectives
 
-#: Record statuses that mean a trial will report nothing more (``searchers.method``'s).
+#: Record statuses that mean a trial will report nothing more (``hwnas.searchers.method``'s).
 FINISHED = TERMINAL
 
 

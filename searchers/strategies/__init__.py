@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 # Representation-learning search lives in its own package (model, pretraining, strategy).
-from searchers.arch2vec import strategy as _arch2vec  # noqa: F401
+from hwnas.searchers.arch2vec import strategy as _arch2vec  # noqa: F401
 
 # Importing the modules registers their strategies in STRATEGIES.
-from searchers.strategies import (  # noqa: F401
+from hwnas.searchers.strategies import (  # noqa: F401
     evolution,
     local_search,
     nsga2,
     predictor,
     random,
 )
-from searchers.strategies.base import (
+from hwnas.searchers.strategies.base import (
     STRATEGIES,
     Strategy,
     StrategyOptions,

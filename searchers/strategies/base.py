@@ -2,7 +2,7 @@
 
 A strategy proposes architectures (``ask``) and learns from results (``tell``); it never
 sees trials, lengths or engines. Filters (dedupe, constraint pre-filter) sit in front of it
-in ``searchers.filters``; early stopping is ``searchers.asha``'s business.
+in ``hwnas.searchers.filters``; early stopping is ``hwnas.searchers.asha``'s business.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+from hwnas.searchers.objectives import Objectives
+from hwnas.spaces.base import SearchSpace
 from pydantic import BaseModel, ConfigDict, ValidationError
-
-from searchers.objectives import Objectives
-from spaces.base import SearchSpace
 
 
 class StrategyOptions(BaseModel):
@@ -133,7 +132,7 @@ def _jsonable_rng_state(state: Mapping[str, Any]) -> dict[str, Any]:
     return conv(state)
 
 
-#: Registered strategies by name (filled by ``register`` when ``searchers.strategies`` loads).
+#: Registered strategies by name (filled by ``register`` when ``hwnas.searchers.strategies`` loads).
 STRATEGIES: dict[str, type[Strategy]] = {}
 
 
@@ -147,7 +146,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 def strategy_class(name: str) -> type[Strategy]:
     """The strategy class registered as ``name``."""
-    import searchers.strategies  # noqa: F401  (registers the built-in strategies)
+    import hwnas.searchers.strategies  # noqa: F401  (registers the built-in strategies)
 
     try:
         return STRATEGIES[name]

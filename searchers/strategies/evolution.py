@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
 from pydantic import Field, model_validator
-
-from searchers.strategies.base import Strategy, StrategyOptions, register
 
 
 class EvolutionOptions(StrategyOptions):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from searchers.strategies.base import Strategy, StrategyOptions, register
+from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
 
 
 class LocalSearchOptions(StrategyOptions):

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from hwnas.searchers.pareto import rank_and_crowding_order
+from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
 from pydantic import Field
-
-from searchers.pareto import rank_and_crowding_order
-from searchers.strategies.base import Strategy, StrategyOptions, register
 
 
 class NSGA2Options(StrategyOptions):

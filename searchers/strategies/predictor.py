@@ -24,11 +24,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
+from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
+from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
+from hwnas.searchers.surrogates import GaussianProcess
 from pydantic import Field
-
-from searchers.pareto import hypervolume, nondominated_mask, reference_point
-from searchers.strategies.base import Strategy, StrategyOptions, register
-from searchers.surrogates import GaussianProcess
 
 
 class PredictorOptions(StrategyOptions):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from searchers.strategies.base import Strategy, register
+from hwnas.searchers.strategies.base import Strategy, register
 
 
 @register
