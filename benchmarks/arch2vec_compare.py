@@ -1,22 +1,19 @@
 """arch2vec vs regularized evolution and the predictor-guided strategy on the NB201 table.
 
 A thin front end to ``benchmarks/search_quality.py`` (same runner, noise, figures and report):
-it registers the ``arch2vec`` strategy (until ``hwnas.searchers.strategies`` imports it itself) and
-restricts the grid to the three strategies plus Optuna's random search as a floor, at
+it restricts the grid to the three strategies plus Optuna's random search as a floor, at
 50/100/200 queries.
 
     .venv/bin/python -m benchmarks.arch2vec_compare --out runs/arch2vec_compare
     .venv/bin/python -m benchmarks.arch2vec_compare --seeds 3 --devices pixel2 --out runs/a2v
 
 Any other ``search_quality`` option (``--datasets``, ``--jobs``, ``--table`` ...) passes
-through; worker processes are forked, so they inherit the registration.
+through.
 """
 
 from __future__ import annotations
 
 import sys
-
-import hwnas.searchers.arch2vec.strategy  # noqa: F401  (registers "arch2vec")
 
 from benchmarks.search_quality import main as search_quality_main
 

@@ -16,6 +16,7 @@ import resource
 import time
 
 import numpy as np
+
 from hwnas.latency.measure import measure_architecture
 from hwnas.latency.profile import sample_unique
 from hwnas.latency.worker import OnnxWorker

@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.progress import Progress
+
 from hwnas.latency.predictor import PREDICTOR_KINDS, evaluate_predictor, fit_predictor
 from hwnas.latency.profile import measure_many, sample_unique
 from hwnas.spaces import get_space
 from hwnas.spaces.nb201_table import default_table_path, load_table
-from rich.progress import Progress
 
 SIZES = (50, 100, 200)
 

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
 from hwnas.latency.export import export_onnx
 from hwnas.latency.measure import build_model
 from hwnas.latency.profile import sample_unique
@@ -31,7 +33,6 @@ from hwnas.latency.reference import reference_model
 from hwnas.latency.timing import TimingConfig
 from hwnas.latency.worker import OnnxWorker
 from hwnas.spaces import get_space
-from scipy.stats import kendalltau, spearmanr
 
 
 def _request(path: str, reference: str | None = None) -> dict:

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hwnas.searchers.config import parse_config
-from hwnas.searchers.strategies import STRATEGIES, strategy_class
-from hwnas.searchers.tabular import NB201Benchmark, TabularRunner, run_search_on_table
 
 from benchmarks.search_quality_metrics import Reference, curves, make_reference
 from benchmarks.search_quality_peers import PEERS, OptunaMethod
+from hwnas.searchers.config import parse_config
+from hwnas.searchers.strategies import STRATEGIES
+from hwnas.searchers.tabular import NB201Benchmark, TabularRunner, run_search_on_table
 
 #: NB201's training length (epochs); every query is a full-length trial.
 NB201_EPOCHS = 200
@@ -103,7 +103,7 @@ def hwnas_config(
             {"metric": "latency_ms", "goal": "minimize"},
         ]
         raw["reference_point"] = {"validation_accuracy": 0.0, "latency_ms": ref.latency_max_ms}
-        if not strategy_class(spec.method).multi_objective:
+        if not STRATEGIES.get(spec.method).multi_objective:
             raw["scalarization"] = {"kind": "mnasnet", "target": ref.latency_bound_ms}
     return raw
 
@@ -229,7 +229,6 @@ def run_grid(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    import hwnas.searchers.strategies  # noqa: F401  (fills the registry)
 
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.search_quality",
@@ -252,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--strategies",
         nargs="+",
         default=None,
-        help=f"hwnas strategies (default: every registered one: {', '.join(sorted(STRATEGIES))})",
+        help=f"hwnas strategies (default: every registered one: {', '.join(STRATEGIES.names())})",
     )
     p.add_argument("--peers", nargs="*", default=list(PEERS), help="Optuna peers to compare")
     p.add_argument(
@@ -267,14 +266,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="3 seeds, budgets 25/50, cifar10 on raspi4")
     args = p.parse_args(argv)
     if args.strategies is None:
-        args.strategies = sorted(STRATEGIES)
+        args.strategies = STRATEGIES.names()
     if args.quick:
         args.seeds, args.budgets = min(args.seeds, 3), [25, 50]
         args.datasets, args.devices = ["cifar10"], [args.devices[0]]
         args.cifar100_devices = []
     unknown = [s for s in args.strategies if s not in STRATEGIES]
     if unknown:
-        p.error(f"unknown strategy {unknown}; registered: {', '.join(sorted(STRATEGIES))}")
+        p.error(f"unknown strategy {unknown}; registered: {', '.join(STRATEGIES.names())}")
     bad_peers = [s for s in args.peers if s not in PEERS]
     if bad_peers:
         p.error(f"unknown peer {bad_peers}; known: {', '.join(PEERS)}")
@@ -302,7 +301,7 @@ def _parse_options(
         out.setdefault(name, {})[key] = yaml.safe_load(value)
     for name, options in out.items():
         try:
-            strategy_class(name).Options(**options)
+            STRATEGIES.get(name).Options(**options)
         except (TypeError, ValueError) as exc:
             p.error(f"--set: bad options for {name}: {exc}")
     return out
@@ -310,9 +309,8 @@ def _parse_options(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, print the tables, write ``search_quality.json`` and plots to ``--out``."""
-    from hwnas.spaces.nb201_table import TableError, default_table_path
-
     from benchmarks.search_quality_report import summarise, write_outputs
+    from hwnas.spaces.nb201_table import TableError, default_table_path
 
     args = parse_args(argv)
     table_path = args.table or default_table_path()

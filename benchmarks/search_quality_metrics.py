@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from hwnas.searchers.pareto import hypervolume, nondominated_mask
 from hwnas.searchers.tabular import NB201Benchmark
 

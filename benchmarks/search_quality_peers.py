@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import optuna
+
 from hwnas.searchers.operations import Create, ExitReason, Operation, ValidateAfter
 from hwnas.spaces.nb201 import EDGES, OPS, format_arch
 

@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.method import SearchMethod
 from hwnas.searchers.operations import Close, Create, ValidateAfter

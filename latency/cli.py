@@ -136,11 +136,12 @@ def run_measure(args: argparse.Namespace) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     import numpy as np
-    from hwnas.latency.measure import resolve_space
-    from hwnas.latency.profile import fit_and_evaluate, measure_many, sample_unique
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
+
+    from hwnas.latency.measure import resolve_space
+    from hwnas.latency.profile import fit_and_evaluate, measure_many, sample_unique
 
     console = Console(stderr=True)
     space = resolve_space(args.space, args.space_options)

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from hwnas.latency.errors import ExportError
 from torch import nn
+
+from hwnas.latency.errors import ExportError
 
 #: Opset 17 is supported by every onnxruntime >= 1.13 and TensorRT 10, and by both exporters.
 DEFAULT_OPSET = 17

@@ -24,9 +24,10 @@ from hwnas.latency.result import LatencyResult
 from hwnas.latency.timing import TimingConfig, TimingStats, time_callable
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from hwnas.latency.worker import OnnxWorker
     from hwnas.spaces.base import SearchSpace
-    from torch import nn
 
 
 def _version(dist: str) -> str:

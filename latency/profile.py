@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
 from hwnas.latency.measure import measure_architecture
 from hwnas.latency.predictor import PREDICTOR_KINDS, evaluate_predictor, fit_predictor
 from hwnas.latency.result import LatencyResult

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from hwnas.searchers.objectives import Objectives
 from hwnas.searchers.pareto import top_k
 

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from hwnas.searchers.metrics import KNOWN_METRICS, NUMERIC_METRICS
 from hwnas.searchers.objectives import (
     Objective,
@@ -43,7 +45,6 @@ from hwnas.searchers.objectives import (
     Scalarization,
     parse_constraint,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ConfigError(ValueError):
@@ -270,12 +271,16 @@ def _check_metric(source: str, field: str, name: str) -> None:
 
 def _check_semantics(cfg: SearchConfig, source: str) -> None:
     """Checks across fields that types alone cannot express."""
-    from hwnas.searchers.strategies.base import UnknownStrategyError, strategy_class
-    from hwnas.spaces import SPACE_NAMES
+    from hwnas.registry import UnknownNameError
+    from hwnas.searchers.strategies.base import STRATEGIES
+    from hwnas.spaces import space_names
 
-    if cfg.space.name not in SPACE_NAMES:
+    if cfg.space.name not in space_names():
         raise _fail(
-            source, "space.name", f"unknown space; known: {', '.join(SPACE_NAMES)}", cfg.space.name
+            source,
+            "space.name",
+            f"unknown space; known: {', '.join(space_names())}",
+            cfg.space.name,
         )
 
     seen: set[str] = set()
@@ -327,8 +332,8 @@ def _check_semantics(cfg: SearchConfig, source: str) -> None:
             raise _fail(source, f"reference_point.{name}", "must be finite", value)
 
     try:
-        cls = strategy_class(cfg.strategy.name)
-    except UnknownStrategyError as exc:
+        cls = STRATEGIES.get(cfg.strategy.name)
+    except UnknownNameError as exc:
         raise _fail(source, "strategy.name", str(exc), cfg.strategy.name) from None
     try:
         cls.Options(**cfg.strategy.options)

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwnas.atomic import atomic_path, write_json_atomic
 from hwnas.searchers.filters import DATASET_SHAPES
 from hwnas.searchers.report import PARETO_JSON, read_pareto
-
-from hwnas.atomic import atomic_path, write_json_atomic
 
 CHECKPOINT_FILE = "checkpoint.pt"  # trials.checkpoint.CHECKPOINT_FILE
 MODEL_KEY = "model"  # trials.loop.Trainer.state_dict()["model"]
@@ -127,6 +126,7 @@ def export_member(
 ) -> ExportedModel:
     """Export front member ``rank`` of the search in ``out_dir`` into ``dest``."""
     import torch
+
     from hwnas.latency.export import INPUT_NAME, export_onnx
     from hwnas.spaces import get_space
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas.atomic import atomic_open, write_json_atomic
 from hwnas.searchers.config import ConfigError, SearchConfig, load_config
 from hwnas.searchers.local_progress import ProgressView, SearchStatus
 from hwnas.searchers.operations import (
@@ -55,8 +56,6 @@ from hwnas.searchers.trial_processes import (
     read_result,
     visible_gpus,
 )
-
-from hwnas.atomic import atomic_open, write_json_atomic
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from hwnas.searchers.asha import ASHA
 from hwnas.searchers.config import SearchConfig
 from hwnas.searchers.filters import (

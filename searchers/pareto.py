@@ -22,6 +22,7 @@ import math
 
 import moocore
 import numpy as np
+
 from hwnas.searchers.objectives import Objectives
 
 

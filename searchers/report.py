@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hwnas.searchers.objectives import Objectives
-from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
 
 from hwnas.atomic import atomic_open, atomic_path, write_json_atomic
+from hwnas.searchers.objectives import Objectives
+from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
 
 PARETO_JSON, TRIALS_CSV = "pareto.json", "trials.csv"
 PARETO_PNG, HYPERVOLUME_PNG = "pareto.png", "hypervolume.png"

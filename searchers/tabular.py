@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
 from hwnas.searchers.config import SearchConfig
 from hwnas.searchers.method import SearchMethod
 from hwnas.searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter

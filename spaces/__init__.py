@@ -4,22 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwnas.registry import Registry, UnknownNameError
 from hwnas.spaces.base import ArchitectureError, SearchSpace
 
-SPACE_NAMES = ("nb201", "mobilenet")
+#: Search spaces by name; built-in ones register themselves with ``@SPACES.register(...)``.
+SPACES: Registry[type[SearchSpace]] = Registry(
+    "search space", ("hwnas.spaces.nb201", "hwnas.spaces.mobilenet")
+)
+
+
+def space_names() -> tuple[str, ...]:
+    """The registered search spaces."""
+    return SPACES.names()
 
 
 def get_space(name: str, **options: Any) -> SearchSpace:
     """Construct the search space registered as ``name`` with its keyword options."""
-    if name == "nb201":
-        from hwnas.spaces.nb201 import NB201Space
-
-        return NB201Space(**options)
-    if name == "mobilenet":
-        from hwnas.spaces.mobilenet import MobileNetSpace
-
-        return MobileNetSpace(**options)
-    raise ArchitectureError(f"unknown search space {name!r}; known: {', '.join(SPACE_NAMES)}")
+    try:
+        cls = SPACES.get(name)
+    except UnknownNameError as exc:
+        raise ArchitectureError(str(exc)) from None
+    return cls(**options)
 
 
-__all__ = ["SPACE_NAMES", "ArchitectureError", "SearchSpace", "get_space"]
+__all__ = ["SPACES", "ArchitectureError", "SearchSpace", "get_space", "space_names"]

@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 import numpy as np
-from hwnas.spaces import SPACE_NAMES, ArchitectureError, SearchSpace, get_space
+
+from hwnas.spaces import ArchitectureError, SearchSpace, get_space, space_names
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -28,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = space.add_subparsers(dest="space_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("space", choices=SPACE_NAMES, help="search space name")
+        p.add_argument("space", choices=space_names(), help="search space name")
         p.add_argument(
             "--option",
             action="append",

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hwnas.spaces import SPACES
 from hwnas.spaces.base import ArchitectureError, SearchSpace
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
@@ -48,6 +50,7 @@ def _int_tuple(
     return out
 
 
+@SPACES.register("mobilenet")
 class MobileNetSpace(SearchSpace):
     """Inverted-residual stages with searchable depth, kernel, expansion, width and SE.
 

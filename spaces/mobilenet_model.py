@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from hwnas.spaces.shapes import check_build_args
 from torch import nn
+
+from hwnas.spaces.shapes import check_build_args
 
 if TYPE_CHECKING:
     from hwnas.spaces.mobilenet import MobileNetSpace

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hwnas.spaces import SPACES
 from hwnas.spaces.base import ArchitectureError, SearchSpace
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
@@ -145,6 +147,7 @@ def nb201_unique_str(arch: str) -> str:
     return nodes[3]
 
 
+@SPACES.register("nb201")
 class NB201Space(SearchSpace):
     """NAS-Bench-201: one cell (6 edges x 5 ops) repeated in NB201's macro skeleton.
 

@@ -10,9 +10,10 @@ benchmark's ``params_mb``).
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from hwnas.spaces.nb201 import EDGES
 from hwnas.spaces.shapes import check_build_args
-from torch import nn
 
 
 class ReLUConvBN(nn.Sequential):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from hwnas.spaces.nb201_table import default_table_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

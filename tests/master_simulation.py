@@ -45,6 +45,7 @@ import numpy as np
 from determined import searcher as det_searcher
 from determined.common.api import bindings
 from determined.experimental import client as det_client
+
 from hwnas.searchers.determined.runner import HwnasSearchRunner
 
 #: train(hparams, start_length, length) -> metrics dict; raises TrialFailure to fail.

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from hwnas.searchers.arch2vec.__main__ import main as arch2vec_cli
 from hwnas.searchers.arch2vec.embedding import embed_archs
 from hwnas.searchers.arch2vec.model import Arch2VecConfig, GraphVAE

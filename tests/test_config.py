@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from hwnas.searchers.config import ConfigError, load_config, parse_config
 
 GOOD: dict[str, Any] = {

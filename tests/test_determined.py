@@ -16,6 +16,15 @@ import determined as det
 import pytest
 from determined import searcher as det_searcher
 from determined.common.api import bindings
+from master_simulation import (
+    ProtocolError,
+    SimulatedCrash,
+    SimulatedMaster,
+    SimulatedSearchRunner,
+    TrialFailure,
+    to_struct_value,
+)
+
 from hwnas.searchers import operations as ops
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.determined.adapter import (
@@ -34,14 +43,6 @@ from hwnas.searchers.determined.runner import (
     det_operation_to_json,
 )
 from hwnas.searchers.method import SearchMethod
-from master_simulation import (
-    ProtocolError,
-    SimulatedCrash,
-    SimulatedMaster,
-    SimulatedSearchRunner,
-    TrialFailure,
-    to_struct_value,
-)
 
 
 def search_config(**overrides: Any) -> Any:

@@ -14,6 +14,9 @@ import determined as det
 import pytest
 import yaml
 from determined.experimental import client as det_client
+from master_simulation import SimulatedMaster, SimulatedSearchRunner
+from test_determined import FakeTrials, search_config
+
 from hwnas.searchers.determined import __main__ as entry
 from hwnas.searchers.determined.adapter import HwnasSearchMethod
 from hwnas.searchers.determined.experiment_config import (
@@ -27,8 +30,6 @@ from hwnas.searchers.determined.warm_start import (
     sweep_label,
 )
 from hwnas.searchers.method import SearchMethod
-from master_simulation import SimulatedMaster, SimulatedSearchRunner
-from test_determined import FakeTrials, search_config
 
 REPO = Path(__file__).resolve().parents[1]
 Trial, TrialMetrics = det_client.Trial, det_client.TrialMetrics

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from determined.common import constants as det_constants
 from determined.common import context as det_context
+
 from hwnas.searchers.config import load_config
 from hwnas.searchers.determined.__main__ import HPARAM_KEYS
 from hwnas.searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping

@@ -11,11 +11,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
+
 from hwnas.latency.errors import ExportError
 from hwnas.latency.export import DEFAULT_ATOL, export_onnx
 from hwnas.spaces import get_space
 from hwnas.spaces.nb201 import EDGES, OPS
-from torch import nn
 
 TINY_MOBILENET = {
     "stage_channels": (8, 16),

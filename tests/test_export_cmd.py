@@ -12,13 +12,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+
+from hwnas.cli import main as cli_main
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.export import ExportCommandError, export_member
 from hwnas.searchers.local_progress import ProgressView
 from hwnas.searchers.local_runner import load_state, run_search
 from hwnas.spaces import get_space
-
-from hwnas.cli import main as cli_main
 
 CONFIG = {
     "name": "export-test",

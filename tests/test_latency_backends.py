@@ -10,6 +10,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 import torch
+
 from hwnas.latency.backends import BACKEND_NAMES, BackendOptions, get_backend
 from hwnas.latency.backends import ort as ort_backends
 from hwnas.latency.backends.tensorrt import TensorrtBackend, build_engine

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from hwnas.latency import LatencyResult, TimingConfig, cached_latency, measure_architecture
 from hwnas.latency.cache import LatencyCache, cache_key
 from hwnas.latency.cli import main

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from hwnas.latency.predictor import (
     LatencyPredictor,
     TableLatencyPredictor,

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+
 from hwnas.latency.timing import TimingConfig, summarise, time_callable, time_paired
 
 FAST = {"warmup_s": 0.0, "min_duration_s": 0.0}

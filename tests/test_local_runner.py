@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from hwnas.cli import main as cli_main
 from hwnas.searchers.config import ConfigError, load_config, parse_config
 from hwnas.searchers.local_progress import ProgressView
 from hwnas.searchers.local_runner import RunnerError, load_state, render_report, run_search
 from hwnas.searchers.trial_processes import TrialPool
-
-from hwnas.cli import main as cli_main
 
 CHILD = Path(__file__).with_name("test_local_runner_child.py")
 REPO = Path(__file__).resolve().parents[1]

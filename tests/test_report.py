@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+
 from hwnas.searchers.objectives import make_objectives
 from hwnas.searchers.report import compute_front, rows_from_records, write_report
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from hwnas.searchers.asha import ASHA, rung_lengths
 from hwnas.searchers.objectives import make_objectives
 

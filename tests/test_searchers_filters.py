@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hwnas.searchers.filters import DATASET_SHAPES, CachedLatency, CandidateFilter
 from hwnas.searchers.objectives import make_objectives
 from hwnas.spaces import get_space
@@ -69,8 +70,9 @@ def test_cached_measurement_drives_the_prefilter(tmp_path):
 
 
 def test_the_method_puts_the_cache_in_front_of_the_predictor(tmp_path):
-    from hwnas.searchers.method import SearchMethod
     from test_searchers_method import LatencyStub, make_config
+
+    from hwnas.searchers.method import SearchMethod
 
     cfg = make_config(latency={"cache": str(tmp_path / "c.sqlite")})
     stub = LatencyStub()

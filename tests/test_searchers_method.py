@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.method import SearchMethod
 from hwnas.searchers.operations import Close, Create, ExitReason, Shutdown, ValidateAfter
@@ -359,9 +360,8 @@ def test_warm_start_tells_the_strategy_and_blocks_retraining():
 
 
 def test_state_file_is_written_atomically(tmp_path):
-    from hwnas.searchers.state import read_json
-
     from hwnas.atomic import write_json_atomic
+    from hwnas.searchers.state import read_json
 
     path = tmp_path / "state.json"
     method = run(SearchMethod(make_config(budget={"max_trials": 4, "max_concurrent": 2})), Engine())

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from hwnas.searchers.objectives import Scalarization, make_objectives, parse_constraint
 from hwnas.searchers.pareto import (
     crowding_distance,

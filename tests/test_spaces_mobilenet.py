@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from hwnas.spaces import ArchitectureError, get_space
 from hwnas.spaces.mobilenet import FIELDS, MobileNetSpace, make_divisible
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from hwnas.spaces import ArchitectureError, get_space
 from hwnas.spaces.nb201 import OPS, NB201Space, format_arch, nb201_unique_str, parse_arch
 from hwnas.spaces.nb201_table import load_table

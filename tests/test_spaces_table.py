@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from hwnas.spaces import get_space
 from hwnas.spaces.nb201_table import NB201Table, TableError, default_table_path, load_table
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.operations import Close, Create, ExitReason, Operation, ValidateAfter
 from hwnas.searchers.tabular import (

@@ -14,9 +14,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from hwnas.searchers.tabular import NB201Benchmark, TabularRunner  # noqa: E402
-from hwnas.spaces.nb201_table import load_table  # noqa: E402
-
 from benchmarks.search_quality import RunSpec, main, run_one  # noqa: E402
 from benchmarks.search_quality_metrics import (  # noqa: E402
     best_test_curve,
@@ -26,6 +23,8 @@ from benchmarks.search_quality_metrics import (  # noqa: E402
     queries_to_reach,
 )
 from benchmarks.search_quality_peers import OptunaMethod  # noqa: E402
+from hwnas.searchers.tabular import NB201Benchmark, TabularRunner  # noqa: E402
+from hwnas.spaces.nb201_table import load_table  # noqa: E402
 
 
 @pytest.fixture(scope="module")

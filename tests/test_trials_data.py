@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from hwnas.trials.data import (
     DataError,
     _random_crop,

@@ -18,6 +18,7 @@ import determined as det
 import pytest
 import torch
 from determined import core
+
 from hwnas.trials.train import run_trial
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from hwnas.trials.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from hwnas.trials.local import main, run_request
 from hwnas.trials.loop import train_to

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from hwnas.trials.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 from hwnas.trials.errors import (
     InvalidTrial,

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from hwnas.trials.errors import TrialError
 
 from hwnas.atomic import atomic_open
+from hwnas.trials.errors import TrialError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1

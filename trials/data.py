@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from hwnas.trials.errors import TrialError
 from hwnas.trials.hparams import DataSettings
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from hwnas.trials.errors import TrialError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hwnas.trials.errors import TrialError
 
 
 class _Section(BaseModel):

@@ -19,9 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from hwnas.trials.errors import TrialError
-
 from hwnas.atomic import write_json_atomic
+from hwnas.trials.errors import TrialError
 
 log = logging.getLogger("hwnas.trials.local")
 

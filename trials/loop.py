@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from hwnas.spaces import ArchitectureError, get_space
 from hwnas.trials.checkpoint import (
     CheckpointError,
@@ -35,7 +37,6 @@ from hwnas.trials.errors import (
     is_out_of_memory,
 )
 from hwnas.trials.hparams import HParamsError, TrialHParams, parse_hparams
-from torch import nn
 
 log = logging.getLogger(__name__)
 

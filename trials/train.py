@@ -51,6 +51,7 @@ def run_trial(core_context: Any, hparams: dict[str, Any], latest_checkpoint: str
     metrics every epoch, stopping after a checkpoint when preempted), validate, report
     validation metrics, and complete the operation with the full metrics dict."""
     import determined as det
+
     from hwnas.trials.loop import TrialRun
 
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hwnas.latency.backends.base import Backend, Loaded
 from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 

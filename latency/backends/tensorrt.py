@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hwnas.latency.backends.base import Backend, Loaded
-from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 
 from hwnas.atomic import atomic_open
+from hwnas.latency.backends.base import Backend, Loaded
+from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 
 WORKSPACE_BYTES = 1 << 30
 

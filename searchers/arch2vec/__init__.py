@@ -2,7 +2,7 @@
 
 * ``model.py`` the graph VAE; ``pretrain.py`` training and checksummed weight files;
   ``embedding.py`` embeddings; ``quality.py`` the quality report; ``strategy.py`` the
-  ``arch2vec`` strategy (registered in ``hwnas.searchers.strategies.STRATEGIES`` on import).
+  ``arch2vec`` strategy (registered in ``hwnas.searchers.strategies.STRATEGIES``).
 * ``weights/nb201.pt`` (+ ``.json`` sidecar with config and SHA-256) ships with the package;
   it is reproduced bit for bit by
   ``python -m hwnas.searchers.arch2vec pretrain --space nb201 --out FILE``

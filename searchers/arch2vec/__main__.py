@@ -18,6 +18,7 @@ QUALITY_COLUMNS = ("c10_valid", "lat_ms_gold_6226", "lat_ms_pixel2", "lat_ms_108
 
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
+
     from hwnas.searchers.arch2vec.model import Arch2VecConfig
     from hwnas.searchers.arch2vec.pretrain import (
         default_config,
@@ -61,6 +62,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _quality(args: argparse.Namespace) -> int:
     import numpy as np
+
     from hwnas.searchers.arch2vec.pretrain import check_model_fits, load_model
     from hwnas.searchers.arch2vec.quality import format_report, quality_report
     from hwnas.spaces import get_space

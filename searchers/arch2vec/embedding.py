@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
+
 from hwnas.searchers.arch2vec.model import GraphVAE, graphs_to_tensors
 from hwnas.spaces.base import SearchSpace
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from hwnas.searchers.arch2vec.model import Arch2VecConfig, GraphVAE, graphs_to_tensors, vae_loss
-from hwnas.spaces.base import SearchSpace
 
 from hwnas.atomic import atomic_open, atomic_path
+from hwnas.searchers.arch2vec.model import Arch2VecConfig, GraphVAE, graphs_to_tensors, vae_loss
+from hwnas.spaces.base import SearchSpace
 
 FORMAT = "hwnas-arch2vec/1"
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
+
 from hwnas.searchers.arch2vec.embedding import embed_graphs, graph_key, graph_lookup
 from hwnas.searchers.arch2vec.model import GraphVAE, decode_graphs, upper_mask
 from hwnas.spaces.base import SearchSpace
-from scipy.stats import spearmanr
 
 
 def reconstruction(model: GraphVAE, adj: torch.Tensor, ops: torch.Tensor) -> dict[str, float]:

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
+
 from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
-from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
+from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
 from hwnas.searchers.surrogates import GaussianProcess
 from hwnas.spaces.base import SearchSpace
-from pydantic import Field
 
 #: Spaces with at most this many architectures use all of them as the candidate pool.
 MAX_FULL_POOL = 50_000
@@ -121,7 +122,7 @@ class _Embedder:
         return out
 
 
-@register
+@STRATEGIES.register("arch2vec")
 class Arch2VecSearch(Strategy):
     """BO with GP surrogates on arch2vec embeddings; Thompson draws, HVI / ParEGO pick."""
 

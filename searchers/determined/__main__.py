@@ -68,6 +68,7 @@ def resolve_args(args: argparse.Namespace, hparams: dict[str, Any]) -> dict[str,
 def print_check(trial_experiment: dict[str, Any], first_operations: list[Any]) -> None:
     """What the searcher would submit: the trial experiment and the first trial's hparams."""
     import yaml
+
     from hwnas.searchers.operations import Create
 
     create = next(op for op in first_operations if isinstance(op, Create))
@@ -94,6 +95,7 @@ def require_custom_searchers() -> None:
 def main(argv: list[str] | None = None) -> int:
     require_custom_searchers()
     import determined as det
+
     from hwnas.searchers.config import load_config
     from hwnas.searchers.determined.adapter import HwnasSearchMethod
     from hwnas.searchers.determined.experiment_config import (

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from determined import searcher as det_searcher
-from hwnas.searchers import operations as ops
 
 from hwnas.atomic import write_json_atomic
+from hwnas.searchers import operations as ops
 
 logger = logging.getLogger("hwnas.determined")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from hwnas.searchers.config import SearchConfig
 from hwnas.searchers.determined.warm_start import sweep_label
 

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 import determined as det
 from determined import searcher as det_searcher
 from determined.common.api import bindings
-from hwnas.searchers.determined.adapter import HwnasSearchMethod
 
 from hwnas.atomic import write_json_atomic
+from hwnas.searchers.determined.adapter import HwnasSearchMethod
 
 logger = logging.getLogger("hwnas.determined")
 

@@ -1,36 +1,8 @@
-"""Search strategies behind one ask/tell interface (see ``base.Strategy``)."""
+"""Search strategies behind one ask/tell interface (see ``base.Strategy``); ``STRATEGIES``
+names them (``STRATEGIES.get(name)``, ``STRATEGIES.names()``)."""
 
 from __future__ import annotations
 
-# Representation-learning search lives in its own package (model, pretraining, strategy).
-from hwnas.searchers.arch2vec import strategy as _arch2vec  # noqa: F401
+from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions, make_strategy
 
-# Importing the modules registers their strategies in STRATEGIES.
-from hwnas.searchers.strategies import (  # noqa: F401
-    evolution,
-    local_search,
-    nsga2,
-    predictor,
-    random,
-)
-from hwnas.searchers.strategies.base import (
-    STRATEGIES,
-    Strategy,
-    StrategyOptions,
-    UnknownStrategyError,
-    make_strategy,
-    register,
-    strategy_class,
-    validate_strategy_options,
-)
-
-__all__ = [
-    "STRATEGIES",
-    "Strategy",
-    "StrategyOptions",
-    "UnknownStrategyError",
-    "make_strategy",
-    "register",
-    "strategy_class",
-    "validate_strategy_options",
-]
+__all__ = ["STRATEGIES", "Strategy", "StrategyOptions", "make_strategy"]

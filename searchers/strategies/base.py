@@ -13,19 +13,17 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from hwnas.registry import Registry
 from hwnas.searchers.objectives import Objectives
 from hwnas.spaces.base import SearchSpace
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class StrategyOptions(BaseModel):
     """Base of every strategy's options model: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class UnknownStrategyError(ValueError):
-    """No strategy is registered under the requested name."""
 
 
 class Strategy(ABC):
@@ -132,33 +130,18 @@ def _jsonable_rng_state(state: Mapping[str, Any]) -> dict[str, Any]:
     return conv(state)
 
 
-#: Registered strategies by name (filled by ``register`` when ``hwnas.searchers.strategies`` loads).
-STRATEGIES: dict[str, type[Strategy]] = {}
-
-
-def register(cls: type[Strategy]) -> type[Strategy]:
-    """Class decorator adding a strategy to ``STRATEGIES`` under ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    STRATEGIES[cls.name] = cls
-    return cls
-
-
-def strategy_class(name: str) -> type[Strategy]:
-    """The strategy class registered as ``name``."""
-    import hwnas.searchers.strategies  # noqa: F401  (registers the built-in strategies)
-
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise UnknownStrategyError(
-            f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}"
-        ) from None
-
-
-def validate_strategy_options(name: str, options: Mapping[str, Any]) -> StrategyOptions:
-    """Validate ``options`` against the strategy's own model (raises ``ValidationError``)."""
-    return strategy_class(name).Options(**dict(options))
+#: Strategies by name; each registers itself with ``@STRATEGIES.register("name")``.
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy",
+    (
+        "hwnas.searchers.strategies.random",
+        "hwnas.searchers.strategies.evolution",
+        "hwnas.searchers.strategies.nsga2",
+        "hwnas.searchers.strategies.local_search",
+        "hwnas.searchers.strategies.predictor",
+        "hwnas.searchers.arch2vec.strategy",
+    ),
+)
 
 
 def make_strategy(
@@ -169,17 +152,12 @@ def make_strategy(
     options: Mapping[str, Any] | None = None,
 ) -> Strategy:
     """Construct the strategy registered as ``name`` with validated ``options``."""
-    return strategy_class(name)(space, objectives, rng, **dict(options or {}))
+    return STRATEGIES.get(name)(space, objectives, rng, **dict(options or {}))
 
 
 __all__ = [
     "STRATEGIES",
     "Strategy",
     "StrategyOptions",
-    "UnknownStrategyError",
-    "ValidationError",
     "make_strategy",
-    "register",
-    "strategy_class",
-    "validate_strategy_options",
 ]

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
 from pydantic import Field, model_validator
+
+from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
 
 
 class EvolutionOptions(StrategyOptions):
@@ -28,7 +29,7 @@ class EvolutionOptions(StrategyOptions):
         return self
 
 
-@register
+@STRATEGIES.register("evolution")
 class RegularizedEvolution(Strategy):
     """Tournament selection + mutation with an aging population."""
 

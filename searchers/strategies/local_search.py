@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
+from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
 
 
 class LocalSearchOptions(StrategyOptions):
     pass
 
 
-@register
+@STRATEGIES.register("local_search")
 class LocalSearch(Strategy):
     """First-improvement hill climbing over one-choice neighbours, with random restarts."""
 

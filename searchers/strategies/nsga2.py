@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from hwnas.searchers.pareto import rank_and_crowding_order
-from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
 from pydantic import Field
+
+from hwnas.searchers.pareto import rank_and_crowding_order
+from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
 
 
 class NSGA2Options(StrategyOptions):
@@ -24,7 +25,7 @@ class NSGA2Options(StrategyOptions):
     crossover_prob: float = Field(0.9, ge=0.0, le=1.0)
 
 
-@register
+@STRATEGIES.register("nsga2")
 class NSGA2(Strategy):
     """Non-dominated sorting + crowding selection, crossover and mutation."""
 

@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
-from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
-from hwnas.searchers.strategies.base import Strategy, StrategyOptions, register
-from hwnas.searchers.surrogates import GaussianProcess
 from pydantic import Field
+
+from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
+from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
+from hwnas.searchers.surrogates import GaussianProcess
 
 
 class PredictorOptions(StrategyOptions):
@@ -81,7 +82,7 @@ class _Surrogate:
         return member.predict(X) * self.sd + self.mu
 
 
-@register
+@STRATEGIES.register("predictor")
 class PredictorSearch(Strategy):
     """BANANAS-style: surrogate + Thompson sampling over mutated/random candidates."""
 

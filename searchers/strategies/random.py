@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hwnas.searchers.strategies.base import Strategy, register
+from hwnas.searchers.strategies.base import STRATEGIES, Strategy
 
 
-@register
+@STRATEGIES.register("random")
 class RandomSearch(Strategy):
     """Each ask is an independent uniform sample of the space."""
 
