@@ -3,7 +3,7 @@
 # the entrypoint: the searcher task and each trial. It installs hwnas's Python dependencies
 # into the image Determined 0.37 uses by default (determinedai/pytorch-ngc:0.37.0, which ships
 # torch and determined). hwnas itself needs no install: the entrypoints run from the context
-# directory (python3 -m hwnas.searchers.determined / python3 -m hwnas.trials.train).
+# directory (python3 -m hwnas.driver.determined / python3 -m hwnas.trials.train).
 #
 # Faster starts: build deploy/Dockerfile once, point environment.image at it; this hook then
 # finds everything installed and returns at once.

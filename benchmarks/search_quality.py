@@ -1,8 +1,8 @@
 """Search quality of hwnas's strategies against peers on NAS-Bench-201 with device latency.
 
 Every method (each registered hwnas strategy driven through ``SearchMethod``, and the Optuna
-peers: random, TPE, NSGA-II) runs in this process through the same tabular runner
-(``hwnas.searchers.tabular``): the same query model, the same per-seed noise (common random
+peers: random, TPE, NSGA-II) runs in this process through the same driver loop over the tabular
+backend (``hwnas.driver.tabular``): the same query model, the same per-seed noise (common random
 numbers), the same duplicate rule and budget. Runs are full-fidelity (the table has no
 learning curves). Figures are defined in ``benchmarks/search_quality_metrics.py``:
 
@@ -35,9 +35,9 @@ import numpy as np
 
 from benchmarks.search_quality_metrics import Reference, curves, make_reference
 from benchmarks.search_quality_peers import PEERS, OptunaMethod
+from hwnas.driver.tabular import NB201Benchmark, run_on_table, run_search_on_table
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.strategies import STRATEGIES
-from hwnas.searchers.tabular import NB201Benchmark, TabularRunner, run_search_on_table
 
 #: NB201's training length (epochs); every query is a full-length trial.
 NB201_EPOCHS = 200
@@ -142,7 +142,7 @@ def run_one(
             length=NB201_EPOCHS,
             hparams_base={"training": {"max_epochs": NB201_EPOCHS}},
         )
-        result = TabularRunner(method, bench, max_queries=spec.budget, seed=spec.seed).run()
+        result = run_on_table(method, bench, max_queries=spec.budget, seed=spec.seed)
     else:
         config = parse_config(hwnas_config(spec, ref, options), f"<{spec.method} config>")
         _, result = run_search_on_table(config, bench, noise_seed=spec.seed)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwnas.driver.tabular import NB201Benchmark
 from hwnas.searchers.pareto import hypervolume, nondominated_mask
-from hwnas.searchers.tabular import NB201Benchmark
 
 #: Hypervolume reference point in the normalised minimisation space.
 REFERENCE_POINT = np.array([0.0, 1.0])

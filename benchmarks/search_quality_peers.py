@@ -1,6 +1,6 @@
 """Peers for the search-quality benchmark: Optuna samplers behind the search-method events.
 
-``OptunaMethod`` turns an Optuna study (ask/tell) into the event handlers the tabular runner
+``OptunaMethod`` turns an Optuna study (ask/tell) into the event handlers the driver loop
 drives, so peers and hwnas strategies share one runner: the same query model, noise,
 duplicate rule (a repeat is told the earlier result and costs no query) and budget.
 An NB201 cell is six categorical parameters ``edge_<to>_<from>`` over the five ops.

@@ -49,8 +49,8 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """One (net, amp) configuration in this process: warm-up, then timed repeats."""
     import torch
 
+    from hwnas.contract import DataSettings
     from hwnas.trials.data import DatasetInfo, InMemoryData
-    from hwnas.trials.hparams import DataSettings
     from hwnas.trials.loop import TrialRun
 
     options, arch = NETS[cfg["net"]]

@@ -14,17 +14,27 @@ then crowding distance over the objective vector at that rung (e.g. accuracy at 
 latency) — Schmucker et al., "Multi-objective ASHA", 2021, with NSGA-II's crowded comparison.
 Ties go to the lower trial id, so decisions are deterministic.
 
-The object is pure: no I/O, state as JSON via ``state_dict``/``load_state_dict``.
+Registered as the early stoppers ``asha`` and ``mo-asha`` (``searchers.early_stopping``);
+options ``min_length`` (first rung, default 1) and ``reduction_factor`` (``eta``, default 3).
+Pure: no I/O. The rungs are rebuilt from the trial records; the state holds only which trials
+each rung has promoted.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from hwnas.searchers.early_stopping import (
+    STOPPERS,
+    Decision,
+    EarlyStopper,
+    Observation,
+    StopperOptions,
+)
 from hwnas.searchers.objectives import Objectives
 from hwnas.searchers.pareto import top_k
 
@@ -89,66 +99,50 @@ class _Rung:
             self._violations = np.resize(self._violations, cap)
             self._promoted = np.concatenate([self._promoted, np.zeros(cap - self.n, bool)])
         i = self.n
-        # Infinities become +-1e308 now, exactly as a JSON round trip stores them, so a
-        # restored rung and a never-stopped one compare identically.
         self._ids[i] = trial_id
-        self._vectors[i] = np.clip(vector, -1e308, 1e308)
-        self._scores[i] = np.clip(score, -1e308, 1e308)
-        self._violations[i] = np.clip(violation, -1e308, 1e308)
+        self._vectors[i] = vector
+        self._scores[i] = score
+        self._violations[i] = violation
         self._promoted[i] = False
         self.index[trial_id] = i
         self.n += 1
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "trial_ids": self.trial_ids.tolist(),
-            "vectors": [[_nan_to_none(x) for x in v] for v in self.vectors.tolist()],
-            "scores": [_nan_to_none(x) for x in self.scores.tolist()],
-            "violations": [_nan_to_none(x) for x in self.violations.tolist()],
-            "promoted": sorted(self.promoted),
-        }
 
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any], m: int) -> _Rung:
-        r = cls(m)
-        for t, v, s, c in zip(
-            d["trial_ids"], d["vectors"], d["scores"], d["violations"], strict=True
-        ):
-            r.add(int(t), np.array([_none_to_nan(x) for x in v]), _none_to_nan(s), _none_to_nan(c))
-        r.promoted = {int(t) for t in d["promoted"]}
-        for t in r.promoted:
-            r._promoted[r.index[t]] = True
-        return r
+class ASHAOptions(StopperOptions):
+    #: The first rung, in epochs.
+    min_length: int = Field(1, ge=1)
+    #: ``eta``: rungs grow by this factor and the top ``1/eta`` of a rung is promoted.
+    reduction_factor: int = Field(3, ge=2)
 
 
-def _nan_to_none(x: float) -> float | None:
-    return None if math.isnan(x) else (x if math.isfinite(x) else (1e308 if x > 0 else -1e308))
-
-
-def _none_to_nan(x: float | None) -> float:
-    return math.nan if x is None else float(x)
-
-
-class ASHA:
+@STOPPERS.register("asha", multi_objective=False)
+@STOPPERS.register("mo-asha", multi_objective=True)
+class ASHA(EarlyStopper):
     """Promotion decisions for (MO-)ASHA; see the module docstring."""
+
+    Options = ASHAOptions
 
     def __init__(
         self,
-        min_length: int,
-        max_length: int,
-        reduction_factor: int,
         objectives: Objectives,
+        max_length: int,
+        *,
         multi_objective: bool = True,
+        **options: Any,
     ) -> None:
-        self.lengths = rung_lengths(min_length, max_length, reduction_factor)
-        self.eta = reduction_factor
-        self.objectives = objectives
+        super().__init__(objectives, max_length, **options)
+        opts: ASHAOptions = self.options  # type: ignore[assignment]
+        if opts.min_length > max_length:
+            raise ValueError(f"min_length ({opts.min_length}) must be <= max_length ({max_length})")
+        self.name = "mo-asha" if multi_objective else "asha"
+        self.lengths = rung_lengths(opts.min_length, max_length, opts.reduction_factor)
+        self.eta = opts.reduction_factor
         self.multi_objective = multi_objective
         self.rungs = [_Rung(len(objectives.objectives)) for _ in self.lengths]
 
     @property
-    def max_length(self) -> int:
-        return self.lengths[-1]
+    def first_length(self) -> int:
+        return self.lengths[0]
 
     def rung_of(self, length: int) -> int:
         """Index of the rung at ``length``; ``ValueError`` if it is not a rung length."""
@@ -162,20 +156,38 @@ class ASHA:
         k = self.rung_of(length)
         return self.lengths[k + 1] if k + 1 < len(self.lengths) else None
 
+    def on_result(self, trial_id: int, length: int, metrics: Mapping[str, Any]) -> Decision:
+        promoted = self.record(trial_id, length, metrics)
+        if length >= self.max_length:
+            return Decision("stop")
+        nxt = self.next_length(length)
+        assert nxt is not None
+        others = tuple((t, nxt) for t in promoted if t != trial_id)
+        if trial_id in promoted:
+            return Decision("continue", nxt, others)
+        return Decision("pause", None, others)
+
+    def _add(self, trial_id: int, length: int, values: Mapping[str, Any]) -> _Rung | None:
+        """File a result in its rung (a second result at one rung is ignored)."""
+        rung = self.rungs[self.rung_of(length)]
+        if trial_id in rung.index:
+            return None
+        rung.add(
+            trial_id,
+            self.objectives.vector(values),
+            self.objectives.score(values),
+            self.objectives.violation(values),
+        )
+        return rung
+
     def record(self, trial_id: int, length: int, values: Mapping[str, Any]) -> list[int]:
         """File ``values`` of ``trial_id`` at rung ``length``; return trials promoted now.
 
         Recording the same trial twice at one rung keeps the first result.
         """
         k = self.rung_of(length)
+        self._add(trial_id, length, values)
         rung = self.rungs[k]
-        if trial_id not in rung.index:
-            rung.add(
-                trial_id,
-                self.objectives.vector(values),
-                self.objectives.score(values),
-                self.objectives.violation(values),
-            )
         if k + 1 == len(self.lengths):
             return []
         n_promote = rung.n // self.eta
@@ -197,25 +209,28 @@ class ASHA:
         viol = np.where(np.isnan(viol), np.inf, viol)
         return np.lexsort((rung.trial_ids, -scores, viol))[:k]
 
-    def is_promoted(self, trial_id: int, length: int) -> bool:
-        """Whether ``trial_id`` has been promoted out of the rung at ``length``."""
-        return trial_id in self.rungs[self.rung_of(length)].promoted
+    def rebuild(self, observations: Iterable[Observation]) -> None:
+        """Refill the rungs from results in arrival order (promotions come from the state)."""
+        self.rungs = [_Rung(len(self.objectives.objectives)) for _ in self.lengths]
+        for obs in observations:
+            if obs.length in self.lengths:
+                self._add(obs.trial_id, obs.length, obs.metrics)
 
     def state_dict(self) -> dict[str, Any]:
-        """Pure-JSON state."""
+        """Which trials each rung promoted (the rungs' results live in the trial records)."""
         return {
             "lengths": self.lengths,
-            "eta": self.eta,
-            "multi_objective": self.multi_objective,
-            "rungs": [r.to_json() for r in self.rungs],
+            "promoted": [sorted(r.promoted) for r in self.rungs],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from ``state_dict`` output (the rung lengths must match)."""
+        """Restore from ``state_dict`` output (the rung lengths must match); after ``rebuild``."""
         if list(state["lengths"]) != self.lengths:
             raise ValueError(f"state rungs {state['lengths']} differ from {self.lengths}")
-        m = len(self.objectives.objectives)
-        self.rungs = [_Rung.from_json(r, m) for r in state["rungs"]]
+        for rung, promoted in zip(self.rungs, state["promoted"], strict=True):
+            rung.promoted = {int(t) for t in promoted}
+            for t in rung.promoted:
+                rung.promoted_mask[rung.index[t]] = True
 
 
-__all__ = ["ASHA", "rung_lengths"]
+__all__ = ["ASHA", "ASHAOptions", "rung_lengths"]

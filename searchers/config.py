@@ -38,6 +38,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hwnas.contract import DataSettings, LatencySettings, TrainingSettings
 from hwnas.searchers.metrics import KNOWN_METRICS, NUMERIC_METRICS
 from hwnas.searchers.objectives import (
     Objective,
@@ -62,56 +63,15 @@ class SpaceConfig(_Model):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class DataConfig(_Model):
-    """Forwarded to the trial as ``hparams["data"]`` (mirrors ``hwnas.trials.hparams.DataSettings``;
-    ``tests/test_config.py`` checks the two agree)."""
-
-    dataset: Literal["digits", "cifar10", "cifar100", "imagefolder"] = "digits"
-    root: str | None = None
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    download: bool = False
-    num_workers: int = Field(0, ge=0)
-    #: Side of the square crop for ``imagefolder`` data (other datasets have a fixed size).
-    image_size: int = Field(224, ge=8)
-    #: Use only the first N training images after the split (quick runs and benchmarks).
-    train_subset: int | None = Field(None, ge=1)
-
-
-class TrainingConfig(_Model):
-    """Forwarded to the trial as ``hparams["training"]`` (mirrors
-    ``hwnas.trials.hparams.TrainingSettings``); ``max_epochs`` comes from
-    ``early_stopping.max_length`` (so it is not a field here)."""
-
-    batch_size: int = Field(64, ge=2)
-    lr: float = Field(0.05, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(5e-4, ge=0.0)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    #: Max gradient norm; None or 0 disables clipping.
-    grad_clip: float | None = Field(5.0, ge=0.0)
-    amp: Literal["off", "bf16", "fp16"] = "off"
-    channels_last: bool = False
-    compile: bool = False
-    #: torch intra-op threads for CPU training (None: torch's default, one per core).
-    cpu_threads: int | None = Field(None, ge=1)
-    #: Batch-size multiplier for evaluation (no gradients, so more fits).
-    eval_batch_factor: int = Field(4, ge=1)
-
-
-class LatencyConfig(_Model):
-    """Latency measurement (forwarded to trials) and the searcher-side cost predictor.
+class LatencyConfig(LatencySettings):
+    """Latency measurement (the trial contract's section, forwarded to trials) and the
+    searcher-side cost predictor.
 
     ``predictor`` is only used by the searcher's constraint pre-filter: a path to a saved
-    ``hwnas.latency.predictor.LatencyPredictor``, or ``table:<device>`` for NB201 table latencies.
+    ``latency.predictor.LatencyPredictor``, or ``table:<device>`` for NB201 table latencies.
     """
 
-    enabled: bool = True
-    backend: str = "ort-cpu"
-    batch: int = Field(1, ge=1)
-    threads: int = Field(1, ge=1)
     predictor: str | None = None
-    cache: str | None = None
 
 
 class ObjectiveConfig(_Model):
@@ -134,16 +94,21 @@ class StrategyConfig(_Model):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class EarlyStoppingConfig(_Model):
-    """ASHA settings; rungs at ``min_length * reduction_factor**k`` up to ``max_length``.
+class EarlyStoppingConfig(BaseModel):
+    """Which early stopper (``searchers.early_stopping.STOPPERS``) and the full training length.
 
-    ``name: none`` trains every trial straight to ``max_length``.
+    Every other key is the stopper's own option, validated against its options model (ASHA:
+    ``min_length``, ``reduction_factor``); ``name: none`` trains every trial to ``max_length``.
     """
 
-    name: Literal["asha", "mo-asha", "none"] = "mo-asha"
-    min_length: int = Field(1, ge=1)
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "mo-asha"
     max_length: int = Field(9, ge=1)
-    reduction_factor: int = Field(3, ge=2)
+
+    def options(self) -> dict[str, Any]:
+        """The stopper's own options (every key but ``name`` and ``max_length``)."""
+        return dict(self.model_extra or {})
 
 
 class BudgetConfig(_Model):
@@ -172,8 +137,8 @@ class SearchConfig(_Model):
     name: str = "hwnas-search"
     seed: int = Field(0, ge=0)
     space: SpaceConfig
-    data: DataConfig = Field(default_factory=DataConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    data: DataSettings = Field(default_factory=DataSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     objectives: list[ObjectiveConfig] = Field(
         default_factory=lambda: [ObjectiveConfig(metric="validation_accuracy", goal="maximize")],
@@ -269,6 +234,33 @@ def _check_metric(source: str, field: str, name: str) -> None:
         raise _fail(source, field, "metric is not numeric", name)
 
 
+def _check_early_stopping(cfg: SearchConfig, source: str) -> None:
+    """The stopper exists, its options fit its model, and they fit ``max_length``."""
+    from hwnas.registry import UnknownNameError
+    from hwnas.searchers.early_stopping import STOPPERS
+
+    es = cfg.early_stopping
+    try:
+        cls = STOPPERS.get(es.name)
+    except UnknownNameError as exc:
+        raise _fail(source, "early_stopping.name", str(exc), es.name) from None
+    unknown = sorted(set(es.options()) - set(cls.Options.model_fields))
+    if unknown:
+        known = ", ".join(cls.Options.model_fields) or "none"
+        raise _fail(
+            source,
+            f"early_stopping.{unknown[0]}",
+            f"not an option of early stopper {es.name!r} (its options: {known})",
+            es.options()[unknown[0]],
+        )
+    try:
+        cls(cfg.to_objectives(), es.max_length, **STOPPERS.fixed(es.name), **es.options())
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc, "early_stopping.")) from None
+    except ValueError as exc:
+        raise _fail(source, "early_stopping", str(exc), es.model_dump()) from None
+
+
 def _check_semantics(cfg: SearchConfig, source: str) -> None:
     """Checks across fields that types alone cannot express."""
     from hwnas.registry import UnknownNameError
@@ -307,14 +299,7 @@ def _check_semantics(cfg: SearchConfig, source: str) -> None:
                 text,
             )
 
-    es = cfg.early_stopping
-    if es.max_length < es.min_length:
-        raise _fail(
-            source,
-            "early_stopping.max_length",
-            f"must be >= min_length ({es.min_length})",
-            es.max_length,
-        )
+    _check_early_stopping(cfg, source)
 
     if cfg.scalarization is not None:
         _check_metric(source, "scalarization.metric", cfg.scalarization.metric)
@@ -355,7 +340,6 @@ def _check_semantics(cfg: SearchConfig, source: str) -> None:
 __all__ = [
     "BudgetConfig",
     "ConfigError",
-    "DataConfig",
     "EarlyStoppingConfig",
     "LatencyConfig",
     "ObjectiveConfig",
@@ -364,7 +348,6 @@ __all__ = [
     "SearchConfig",
     "SpaceConfig",
     "StrategyConfig",
-    "TrainingConfig",
     "load_config",
     "parse_config",
 ]

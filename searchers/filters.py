@@ -47,15 +47,6 @@ def load_cost_predictor(spec: str | None) -> CostPredictor | None:
         raise ConfigError(f"hwnas.latency.predictor: cannot load {spec!r}: {exc}") from exc
 
 
-#: ``(input_shape, num_classes)`` a trial uses per dataset (``hwnas.trials.data``'s ``DatasetInfo``;
-#: a test keeps them in sync). ``imagefolder`` depends on the folder, so it has no entry.
-DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "digits": ((1, 16, 16), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "cifar100": ((3, 32, 32), 100),
-}
-
-
 class CachedLatency:
     """Cost from the latency cache's measured figure when there is one, else ``fallback``.
 
@@ -158,20 +149,19 @@ class CandidateFilter:
         return None
 
     def state_dict(self) -> dict[str, Any]:
+        """Counters only: ``seen`` is the canonical keys of the trials and warm-start results,
+        which the search method restores from its records."""
         return {
-            "seen": sorted(self.seen),
             "counts": dict(self.counts),
             "consecutive_rejections": self.consecutive_rejections,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.seen = set(state["seen"])
         self.counts = {k: int(v) for k, v in state["counts"].items()}
         self.consecutive_rejections = int(state["consecutive_rejections"])
 
 
 __all__ = [
-    "DATASET_SHAPES",
     "CachedLatency",
     "CandidateFilter",
     "CostPredictor",

@@ -1,31 +1,30 @@
 """The engine-neutral search method: Determined's custom-searcher event shape, pure JSON state.
 
-A runner (Determined adapter, local runner, tabular runner) calls the event handlers and
-carries out the operations they return. The method
+A driver (``hwnas.driver``'s loop over a trial backend, or the Determined custom-searcher
+adapter) calls the event handlers and carries out the operations they return. The method
 
 * creates up to ``budget.max_concurrent`` trials at once and ``budget.max_trials`` in total,
-  each from a proposal that passed the filter chain (``hwnas.searchers.filters``);
-* asks for validations at the ASHA rung lengths (``hwnas.searchers.asha``): a trial in the top
-  ``1/eta`` of its rung goes on to the next rung, others pause (and may be promoted later
-  when the rung has grown); a trial that reaches ``max_length`` is closed;
-* files every result (per-trial metrics by length, status), keeps the Pareto front and a
-  hypervolume history (one entry after each completed validation);
+  each from a proposal that passed the filter chain (``searchers.filters``);
+* asks for validations at the lengths its early stopper chooses (``searchers.early_stopping``:
+  ``none``, ``asha``, ``mo-asha``, ...): on each result the stopper says continue, pause or
+  stop, and may resume paused trials; a trial that reaches ``max_length`` is completed;
+* files every result in the trial's record (``searchers.records``) and keeps the Pareto front
+  (``searchers.front``);
 * ends with Close for every paused trial and Shutdown when nothing is running and no new trial
   may start (budget spent, or the filters ran out of acceptable proposals); or, after
   ``budget.max_consecutive_failures`` failures in a row, closes everything and sends
   ``Shutdown(failure=True)`` (a broken environment must not burn the whole budget).
 
 Feeding the strategy: a trial is told to the strategy once, when its fate first settles —
-it pauses (not promoted), completes ``max_length``, or fails — with the metrics of the highest
-rung it reached (None if it failed before any result). Telling on settlement, not on every
-rung, keeps one entry per architecture in the strategy's history; a trial promoted
-later from a pause is not told again.
+it pauses, stops, completes ``max_length``, or fails — with the metrics of the longest result it
+had then (None if it failed before any result). Telling on settlement, not on every result,
+keeps one entry per architecture in the strategy's history; a trial resumed later from a pause
+is not told again.
 
-The Pareto front is over each feasible trial's latest (highest-length) result.
-
-Statuses: ``running`` (an operation is pending), ``paused`` (waiting at a rung),
-``completed`` (reached ``max_length``), ``stopped`` (closed by ASHA at the end of the search),
-``failed`` (errored), ``invalid`` (invalid hyperparameters), ``canceled`` (user-cancelled).
+State: ``state_dict()`` holds each fact once — the trial records, warm-start results, and
+what no record can reproduce (strategy and stopper decisions, rng, counters). Everything
+derived (front, stopper rungs, the strategy's history, the dedupe set) is rebuilt from the
+records by ``from_state``.
 """
 
 from __future__ import annotations
@@ -36,55 +35,44 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.searchers.asha import ASHA
+from hwnas.contract import DATASET_SHAPES
 from hwnas.searchers.config import SearchConfig
+from hwnas.searchers.early_stopping import Observation, make_stopper
 from hwnas.searchers.filters import (
-    DATASET_SHAPES,
     CachedLatency,
     CandidateFilter,
     CostPredictor,
     load_cost_predictor,
 )
-from hwnas.searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter
-from hwnas.searchers.pareto import (
-    configured_reference,
-    fill_reference,
-    hypervolume,
-    nondominated_mask,
+from hwnas.searchers.front import ParetoArchive
+from hwnas.searchers.operations import (
+    Close,
+    Create,
+    ExitReason,
+    Operation,
+    Shutdown,
+    ValidateAfter,
 )
+from hwnas.searchers.records import Result, TrialRecord, TrialStatus, jsonable
 from hwnas.searchers.strategies.base import make_strategy
 from hwnas.spaces import get_space
 
-STATE_VERSION = 1
+#: Version 2: trial records with per-result arrival numbers; derived structures not stored.
+STATE_VERSION = 2
 _EXIT_STATUS = {
-    ExitReason.ERRORED: "failed",
-    ExitReason.INVALID_HP: "invalid",
-    ExitReason.USER_CANCELED: "canceled",
+    ExitReason.ERRORED: TrialStatus.FAILED,
+    ExitReason.INVALID_HP: TrialStatus.INVALID,
+    ExitReason.USER_CANCELED: TrialStatus.CANCELED,
 }
-TERMINAL = frozenset({"completed", "stopped", "failed", "invalid", "canceled"})
+
+
+class StateVersionError(ValueError):
+    """A saved search state was written by another version of hwnas's method."""
 
 
 def trial_seed(search_seed: int, trial_id: int) -> int:
     """A per-trial training seed derived from the config seed (independent of event order)."""
     return int(np.random.SeedSequence([search_seed, trial_id]).generate_state(1)[0] % 2**31)
-
-
-def _jsonable(value: Any) -> Any:
-    """A JSON-native copy of a metrics value (numpy scalars unwrapped, NaN/inf -> None)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
 
 
 class SearchMethod:
@@ -97,14 +85,7 @@ class SearchMethod:
         self.space = get_space(config.space.name, **config.space.options)
         self.objectives = config.to_objectives()
         es = config.early_stopping
-        min_length = es.max_length if es.name == "none" else es.min_length
-        self.asha = ASHA(
-            min_length,
-            es.max_length,
-            es.reduction_factor,
-            self.objectives,
-            multi_objective=es.name == "mo-asha",
-        )
+        self.stopper = make_stopper(es.name, self.objectives, es.max_length, es.options())
         self.strategy = make_strategy(
             config.strategy.name,
             self.space,
@@ -135,25 +116,19 @@ class SearchMethod:
             max_consecutive_rejections=config.budget.max_consecutive_rejections,
         )
         self._hparams_base = config.trial_hparams_base()
-        self.trials: dict[int, dict[str, Any]] = {}
+        self.trials: dict[int, TrialRecord] = {}
+        self.warm: list[dict[str, Any]] = []  # warm-start results told before any trial
         self.next_trial_id = 1
-        self.running: set[int] = set()
-        self.pending_promotions: list[list[int]] = []  # [trial_id, length], oldest first
+        self.pending_promotions: list[tuple[int, int]] = []  # oldest first
         self.exhausted = False
         self.consecutive_failures = 0
         self.abort_reason = ""
         self.shut_down = False
         self.events = 0
-        self.validations = 0
-        self.hv_history: list[dict[str, Any]] = []
-        self.front: list[int] = []
-        self._front_set: set[int] = set()  # derived caches of ``front``
-        self._front_F: np.ndarray | None = None
-        self._vectors: dict[int, np.ndarray] = {}  # feasible latest vectors (derived)
-        m = len(self.objectives.objectives)
-        self._ref = configured_reference(self.objectives)  # NaN: from data (see pareto)
-        self._hi = np.full(m, -np.inf)  # worst / best feasible values seen (derived)
-        self._lo = np.full(m, np.inf)
+        self.archive = ParetoArchive(self.objectives)
+        self._running: set[int] = set()  # derived: trials whose status is running
+        self._results = 0  # derived: results filed so far (the next result's seq)
+        self._told = 0  # derived: trials and warm-start results told to the strategy
 
     # -- event handlers ------------------------------------------------------------------
     def initial_operations(self) -> list[Operation]:
@@ -166,44 +141,45 @@ class SearchMethod:
     def on_trial_created(self, trial_id: int) -> list[Operation]:
         """The engine confirmed the trial exists; nothing to decide."""
         self.events += 1
-        rec = self.trials.get(trial_id)
-        if rec is not None:
-            rec["created"] = True
         return []
 
     def on_validation_completed(
         self, trial_id: int, metrics: Mapping[str, Any], length: int
     ) -> list[Operation]:
-        """File a result, decide promote / pause / close, and start what the slots allow."""
+        """File a result, ask the early stopper, and start what the slots allow."""
         self.events += 1
         rec = self.trials.get(trial_id)
-        if rec is None or self.shut_down or rec["status"] != "running":
+        if rec is None or self.shut_down or rec.status is not TrialStatus.RUNNING:
             return []  # unknown or stale event (e.g. replayed after a restart)
         length = int(length)
-        if length != rec["target"]:
+        if length != rec.target:
             return []
-        rec["results"][str(length)] = _jsonable(dict(metrics))
-        self._observe_range(rec["results"][str(length)])
-        rec["target"] = None
-        self.running.discard(trial_id)
-        self.validations += 1
+        stored = jsonable(dict(metrics))
+        rec.results.append(Result(length, stored, self._results))
+        self._results += 1
+        rec.target = None
+        self._running.discard(trial_id)
         self.consecutive_failures = 0
+        self.archive.add(trial_id, stored)
+        # The stopper sees exactly what the record keeps, so a rebuilt stopper agrees.
+        decision = self.stopper.on_result(trial_id, length, stored)
         ops: list[Operation] = []
-        promoted = self.asha.record(trial_id, length, metrics)
-        if length >= self.asha.max_length:
-            rec["status"] = "completed"
-            self._settle(trial_id)
+        if length >= self.stopper.max_length:
+            rec.status = TrialStatus.COMPLETED
+            self._settle(rec)
             ops.append(Close(trial_id))
-        elif trial_id in promoted:
-            ops.append(self._start_validation(trial_id, self.asha.next_length(length)))
+        elif decision.action == "continue":
+            assert decision.length is not None
+            ops.append(self._start_validation(rec, decision.length))
+        elif decision.action == "pause":
+            rec.status = TrialStatus.PAUSED
+            self._settle(rec)
         else:
-            rec["status"] = "paused"
-            self._settle(trial_id)
-        for other in promoted:
-            if other != trial_id:
-                self.pending_promotions.append([other, self.asha.next_length(length)])
-        self._update_front(trial_id)
-        self._record_hypervolume()
+            rec.status = TrialStatus.STOPPED
+            rec.message = "stopped early"
+            self._settle(rec)
+            ops.append(Close(trial_id))
+        self.pending_promotions += [(t, n) for t, n in decision.promote if t != trial_id]
         ops += self._fill()
         return ops
 
@@ -211,11 +187,9 @@ class SearchMethod:
         """The engine closed the trial (after our Close, or on its own)."""
         self.events += 1
         rec = self.trials.get(trial_id)
-        if rec is not None:
-            rec["closed"] = True
-            if rec["status"] == "running":
-                # Closed while we still expected a result: count it as cancelled.
-                self._end_early(trial_id, "canceled", "closed by the engine")
+        if rec is not None and rec.status is TrialStatus.RUNNING:
+            # Closed while we still expected a result: count it as cancelled.
+            self._end_early(rec, TrialStatus.CANCELED, "closed by the engine")
         return [] if self.shut_down else self._fill()
 
     def on_trial_exited_early(
@@ -224,13 +198,13 @@ class SearchMethod:
         """A trial errored, had invalid hparams or was cancelled: record it and go on."""
         self.events += 1
         rec = self.trials.get(trial_id)
-        if rec is None or rec["status"] in TERMINAL:
+        if rec is None or rec.status.terminal:
             return []
         status = _EXIT_STATUS[ExitReason(reason)]
-        self._end_early(trial_id, status, message)
+        self._end_early(rec, status, message)
         if self.shut_down:
             return []
-        if status in ("failed", "invalid"):
+        if status.is_failure:
             self.consecutive_failures += 1
             limit = self.config.budget.max_consecutive_failures
             if limit is not None and self.consecutive_failures >= limit:
@@ -262,76 +236,77 @@ class SearchMethod:
                 counts["duplicate"] += 1
                 continue
             self.filter.seen.add(key)
-            metrics = rec.get("metrics")
-            self.strategy.tell(arch, dict(metrics) if metrics else None)
+            metrics = jsonable(dict(rec["metrics"])) if rec.get("metrics") else None
+            self.warm.append({"arch": arch, "metrics": metrics})
+            self.strategy.tell(arch, metrics)
+            self._told += 1
             counts["told"] += 1
         return counts
 
     def progress(self) -> float:
-        """Fraction of the trial budget whose outcome is settled (1.0 once shut down)."""
+        """Fraction of the trial budget whose fate has settled; never moves backwards (a
+        paused trial resumed later stays settled) and is 1.0 once shut down."""
         if self.shut_down:
             return 1.0
-        settled = len(self.trials) - len(self.running)  # status "running" <=> in self.running
+        settled = sum(1 for rec in self.trials.values() if rec.told is not None)
         return min(0.99, settled / self.config.budget.max_trials)
 
     # -- results ---------------------------------------------------------------------------
-    def records(self) -> list[dict[str, Any]]:
-        """Every trial: id, arch, status, seed, predicted cost, metrics per length (int keys),
-        latest length and metrics, feasibility, message."""
-        out = []
-        for tid in sorted(self.trials):
-            rec = self.trials[tid]
-            results = {int(k): dict(v) for k, v in rec["results"].items()}
-            latest = max(results) if results else None
-            metrics = results[latest] if latest is not None else None
-            out.append(
-                {
-                    "trial_id": tid,
-                    "arch": rec["arch"],
-                    "key": rec["key"],
-                    "seed": rec["seed"],
-                    "status": rec["status"],
-                    "predicted_cost": rec["predicted_cost"],
-                    "results": results,
-                    "length": latest,
-                    "metrics": metrics,
-                    "feasible": None if metrics is None else self.objectives.feasible(metrics),
-                    "message": rec["message"],
-                }
-            )
-        return out
+    @property
+    def running(self) -> frozenset[int]:
+        """Trials with a pending operation."""
+        return frozenset(self._running)
 
-    def pareto_front(self) -> list[dict[str, Any]]:
-        """Records on the front (feasible, non-dominated latest results), by first objective."""
-        by_id = {r["trial_id"]: r for r in self.records()}
-        rows = [by_id[t] for t in self.front]
-        return sorted(rows, key=lambda r: (self.objectives.vector(r["metrics"])[0], r["trial_id"]))
+    @property
+    def front(self) -> list[int]:
+        """Trial ids on the Pareto front (feasible, non-dominated latest results)."""
+        return list(self.archive.front)
+
+    def records(self) -> list[TrialRecord]:
+        """Every trial's record, by id."""
+        return [self.trials[t] for t in sorted(self.trials)]
+
+    def hparams(self, trial_id: int) -> dict[str, Any]:
+        """The hyperparameters trial ``trial_id`` runs with (the trial contract's JSON)."""
+        rec = self.trials[trial_id]
+        return {
+            **self.space.to_hparams(rec.arch),
+            "seed": rec.seed,
+            **_copy(self._hparams_base),
+        }
+
+    def feasible(self, rec: TrialRecord) -> bool | None:
+        """Whether a record's latest result meets the constraints (None before any result)."""
+        return None if rec.metrics is None else self.objectives.feasible(rec.metrics)
+
+    def pareto_front(self) -> list[TrialRecord]:
+        """Records on the front, best first by the first objective (ties: trial id)."""
+        rows = [self.trials[t] for t in self.archive.front]
+        return sorted(rows, key=lambda r: (self.objectives.vector(r.metrics)[0], r.trial_id))
 
     def hypervolume(self) -> float:
-        """Hypervolume of the current front (see ``hwnas.searchers.pareto`` for the reference)."""
-        return self.hv_history[-1]["hypervolume"] if self.hv_history else 0.0
+        """Hypervolume of the current front (see ``searchers.pareto`` for the reference)."""
+        return self.archive.hypervolume()
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly as if never stopped; pure JSON."""
+        """Everything needed to continue exactly as if never stopped; pure JSON, each fact
+        once (see the module docstring)."""
         return {
             "version": STATE_VERSION,
             "config": self.config.model_dump(mode="json"),
+            "trials": [self.trials[t].to_json() for t in sorted(self.trials)],
+            "warm_start": self.warm,
             "strategy": self.strategy.state_dict(),
-            "asha": self.asha.state_dict(),
+            "stopper": self.stopper.state_dict(),
             "filter": self.filter.state_dict(),
-            "trials": [self.trials[t] for t in sorted(self.trials)],
             "next_trial_id": self.next_trial_id,
-            "running": sorted(self.running),
-            "pending_promotions": self.pending_promotions,
+            "pending_promotions": [list(p) for p in self.pending_promotions],
             "exhausted": self.exhausted,
             "consecutive_failures": self.consecutive_failures,
             "shut_down": self.shut_down,
             "abort_reason": self.abort_reason,
             "events": self.events,
-            "validations": self.validations,
-            "hv_history": self.hv_history,
-            "front": self.front,
         }
 
     @classmethod
@@ -339,62 +314,69 @@ class SearchMethod:
         cls, state: Mapping[str, Any], *, cost_predictor: CostPredictor | None = None
     ) -> SearchMethod:
         """Rebuild a method from ``state_dict()`` output (e.g. after ``json.loads``)."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(
-                f"search state version {state.get('version')!r} is not {STATE_VERSION}"
+        version = state.get("version")
+        if version != STATE_VERSION:
+            raise StateVersionError(
+                f"search state version {version!r} was written by another hwnas (this one "
+                f"reads version {STATE_VERSION}); finish that search with the hwnas that "
+                "started it, or start a new one"
             )
         method = cls(SearchConfig.model_validate(state["config"]), cost_predictor=cost_predictor)
-        method.strategy.load_state_dict(state["strategy"])
-        method.asha.load_state_dict(state["asha"])
-        method.filter.load_state_dict(state["filter"])
-        method.trials = {int(r["trial_id"]): _copy(r) for r in state["trials"]}
-        method.next_trial_id = int(state["next_trial_id"])
-        method.running = {int(t) for t in state["running"]}
-        method.pending_promotions = [[int(t), int(n)] for t, n in state["pending_promotions"]]
-        method.exhausted = bool(state["exhausted"])
-        method.consecutive_failures = int(state["consecutive_failures"])
-        method.shut_down = bool(state["shut_down"])
-        method.abort_reason = str(state["abort_reason"])
-        method.events = int(state["events"])
-        method.validations = int(state["validations"])
-        method.hv_history = [dict(h) for h in state["hv_history"]]
-        method._set_front([int(t) for t in state["front"]])
-        for tid in method.trials:
-            for metrics in method.trials[tid]["results"].values():
-                method._observe_range(metrics)
-            method._refresh_vector(tid)
+        method._restore(state)
         return method
 
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        self.trials = {int(r["trial_id"]): TrialRecord.from_json(r) for r in state["trials"]}
+        self.warm = [dict(w) for w in state["warm_start"]]
+        self.next_trial_id = int(state["next_trial_id"])
+        self.pending_promotions = [(int(t), int(n)) for t, n in state["pending_promotions"]]
+        self.exhausted = bool(state["exhausted"])
+        self.consecutive_failures = int(state["consecutive_failures"])
+        self.shut_down = bool(state["shut_down"])
+        self.abort_reason = str(state["abort_reason"])
+        self.events = int(state["events"])
+        # Derived structures, rebuilt from the records.
+        records = self.records()
+        self._running = {r.trial_id for r in records if r.status is TrialStatus.RUNNING}
+        results = sorted((res.seq, r.trial_id, res) for r in records for res in r.results)
+        self._results = len(results)
+        self.archive = ParetoArchive(self.objectives)
+        for _, tid, res in results:
+            self.archive.add(tid, res.metrics)
+        self.stopper.rebuild(Observation(s, t, res.length, res.metrics) for s, t, res in results)
+        self.stopper.load_state_dict(state["stopper"])
+        told = sorted((r for r in records if r.told is not None), key=lambda r: r.told or 0)
+        history = [(w["arch"], w["metrics"]) for w in self.warm]
+        history += [(r.arch, r.told_metrics()) for r in told]
+        self._told = len(history)
+        self.strategy.load_state_dict(state["strategy"], history)
+        self.filter.load_state_dict(state["filter"])
+        self.filter.seen = {r.key for r in records}
+        self.filter.seen |= {self.space.canonical_key(w["arch"]) for w in self.warm}
+
     # -- internals -------------------------------------------------------------------------
-    def _start_validation(self, trial_id: int, length: int | None) -> ValidateAfter:
-        assert length is not None
-        rec = self.trials[trial_id]
-        rec["status"] = "running"
-        rec["target"] = int(length)
-        self.running.add(trial_id)
-        return ValidateAfter(trial_id, int(length))
+    def _start_validation(self, rec: TrialRecord, length: int) -> ValidateAfter:
+        rec.status = TrialStatus.RUNNING
+        rec.target = int(length)
+        self._running.add(rec.trial_id)
+        return ValidateAfter(rec.trial_id, int(length))
 
     def _create(self, arch: str, predicted_cost: float | None) -> list[Operation]:
         tid = self.next_trial_id
         self.next_trial_id += 1
-        seed = trial_seed(self.config.seed, tid)
-        hparams = {**self.space.to_hparams(arch), "seed": seed, **_copy(self._hparams_base)}
         cost = predicted_cost if predicted_cost is None or math.isfinite(predicted_cost) else None
-        self.trials[tid] = {
-            "trial_id": tid,
-            "arch": arch,
-            "key": self.space.canonical_key(arch),
-            "seed": seed,
-            "status": "running",
-            "target": None,
-            "results": {},
-            "predicted_cost": cost,
-            "told": False,
-            "created": False,
-            "closed": False,
-            "message": "",
-        }
-        return [Create(tid, hparams), self._start_validation(tid, self.asha.lengths[0])]
+        rec = TrialRecord(
+            trial_id=tid,
+            arch=arch,
+            key=self.space.canonical_key(arch),
+            seed=trial_seed(self.config.seed, tid),
+            predicted_cost=cost,
+        )
+        self.trials[tid] = rec
+        return [
+            Create(tid, self.hparams(tid)),
+            self._start_validation(rec, self.stopper.first_length),
+        ]
 
     def _fill(self) -> list[Operation]:
         """Promotions first, then new trials, while slots are free; then maybe finish."""
@@ -402,11 +384,11 @@ class SearchMethod:
         if self.shut_down:
             return ops
         limit = self.config.budget.max_concurrent
-        while len(self.running) < limit:
+        while len(self._running) < limit:
             if self.pending_promotions:
                 tid, length = self.pending_promotions.pop(0)
-                if self.trials[tid]["status"] == "paused":
-                    ops.append(self._start_validation(tid, length))
+                if self.trials[tid].status is TrialStatus.PAUSED:
+                    ops.append(self._start_validation(self.trials[tid], length))
                 continue
             if self.exhausted or len(self.trials) >= self.config.budget.max_trials:
                 break
@@ -420,14 +402,13 @@ class SearchMethod:
 
     def _maybe_finish(self) -> list[Operation]:
         budget_spent = self.exhausted or len(self.trials) >= self.config.budget.max_trials
-        if self.shut_down or self.running or self.pending_promotions or not budget_spent:
+        if self.shut_down or self._running or self.pending_promotions or not budget_spent:
             return []
         ops: list[Operation] = []
-        for tid in sorted(self.trials):
-            rec = self.trials[tid]
-            if rec["status"] == "paused":
-                rec["status"] = "stopped"
-                ops.append(Close(tid))
+        for rec in self.records():
+            if rec.status is TrialStatus.PAUSED:
+                rec.status = TrialStatus.STOPPED
+                ops.append(Close(rec.trial_id))
         self.shut_down = True
         ops.append(Shutdown(failure=False))
         return ops
@@ -435,110 +416,36 @@ class SearchMethod:
     def _abort(self, reason: str) -> list[Operation]:
         """End the search now with ``Shutdown(failure=True)``: close every open trial."""
         ops: list[Operation] = []
-        for tid in sorted(self.trials):
-            rec = self.trials[tid]
-            if rec["status"] in ("running", "paused"):
-                rec["status"] = "canceled" if rec["status"] == "running" else "stopped"
-                rec["message"] = f"search ended: {reason}"
-                rec["target"] = None
-                self._settle(tid)
-                ops.append(Close(tid))
-        self.running.clear()
+        for rec in self.records():
+            if not rec.status.terminal:
+                was_running = rec.status is TrialStatus.RUNNING
+                rec.status = TrialStatus.CANCELED if was_running else TrialStatus.STOPPED
+                rec.message = f"search ended: {reason}"
+                rec.target = None
+                self._settle(rec)
+                ops.append(Close(rec.trial_id))
+        self._running.clear()
         self.pending_promotions.clear()
         self.shut_down = True
         self.abort_reason = reason
         ops.append(Shutdown(failure=True))
         return ops
 
-    def _end_early(self, trial_id: int, status: str, message: str) -> None:
-        rec = self.trials[trial_id]
-        rec["status"] = status
-        rec["message"] = str(message)[:2000]
-        rec["target"] = None
-        self.running.discard(trial_id)
-        self._settle(trial_id)
+    def _end_early(self, rec: TrialRecord, status: TrialStatus, message: str) -> None:
+        rec.status = status
+        rec.message = str(message)[:2000]
+        rec.target = None
+        self._running.discard(rec.trial_id)
+        self._settle(rec)
 
-    def _latest(self, trial_id: int) -> dict[str, Any] | None:
-        results = self.trials[trial_id]["results"]
-        if not results:
-            return None
-        return results[str(max(int(k) for k in results))]
-
-    def _settle(self, trial_id: int) -> None:
+    def _settle(self, rec: TrialRecord) -> None:
         """Tell the strategy about this trial once (see the module docstring)."""
-        rec = self.trials[trial_id]
-        if rec["told"]:
+        if rec.told is not None:
             return
-        rec["told"] = True
-        self.strategy.tell(rec["arch"], self._latest(trial_id))
-
-    def _refresh_vector(self, trial_id: int) -> None:
-        metrics = self._latest(trial_id)
-        self._vectors.pop(trial_id, None)
-        if metrics is None or not self.objectives.feasible(metrics):
-            return
-        v = self.objectives.vector(metrics)
-        if np.all(np.isfinite(v)):
-            self._vectors[trial_id] = v
-
-    def _front_matrix(self) -> np.ndarray:
-        """The front's vectors, rows aligned with ``self.front`` (a derived cache)."""
-        if self._front_F is None or len(self._front_F) != len(self.front):
-            m = len(self.objectives.objectives)
-            self._front_F = np.array([self._vectors[t] for t in self.front]).reshape(-1, m)
-        return self._front_F
-
-    def _update_front(self, trial_id: int) -> None:
-        """Incremental front: full recompute only when a front member's point changed."""
-        self._refresh_vector(trial_id)
-        if trial_id in self._front_set:
-            ids = sorted(self._vectors)
-            m = len(self.objectives.objectives)
-            F = np.array([self._vectors[t] for t in ids]).reshape(len(ids), m)
-            self._set_front([ids[i] for i in np.flatnonzero(nondominated_mask(F))])
-            return
-        v = self._vectors.get(trial_id)
-        if v is None:
-            return
-        F = self._front_matrix()
-        if len(F):
-            # Dominated (or equal to a front point): stays off the front.
-            if np.any(np.all(v >= F, axis=1)):
-                return
-            keep = ~(np.all(v <= F, axis=1) & np.any(v < F, axis=1))
-            if not keep.all():
-                self.front = [t for t, k in zip(self.front, keep, strict=True) if k]
-                self._front_set = set(self.front)
-                F = F[keep]
-        self.front.append(trial_id)
-        self._front_set.add(trial_id)
-        self._front_F = np.vstack([F.reshape(-1, len(v)), v[None, :]])
-
-    def _set_front(self, ids: list[int]) -> None:
-        self.front = ids
-        self._front_set = set(ids)
-        self._front_F = None
-
-    def _observe_range(self, metrics: Mapping[str, Any]) -> None:
-        """Track the range of feasible results (for a data-derived reference point)."""
-        if not self.objectives.feasible(metrics):
-            return
-        v = self.objectives.vector(metrics)
-        if np.all(np.isfinite(v)):
-            np.maximum(self._hi, v, out=self._hi)
-            np.minimum(self._lo, v, out=self._lo)
-
-    def _record_hypervolume(self) -> None:
-        F = self._front_matrix()
-        ref = fill_reference(self._ref, self._hi, self._lo)
-        self.hv_history.append(
-            {
-                "validations": self.validations,
-                "trials": len(self.trials),
-                "front_size": len(self.front),
-                "hypervolume": hypervolume(F, ref),
-            }
-        )
+        rec.told = self._told
+        rec.told_length = rec.length
+        self._told += 1
+        self.strategy.tell(rec.arch, rec.metrics)
 
 
 def _copy(obj: Any) -> Any:
@@ -550,4 +457,4 @@ def _copy(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["TERMINAL", "SearchMethod", "trial_seed"]
+__all__ = ["STATE_VERSION", "SearchMethod", "StateVersionError", "trial_seed"]

@@ -56,12 +56,4 @@ KNOWN_METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
 NUMERIC_METRICS: tuple[str, ...] = tuple(s.name for s in _SPECS if s.numeric)
 
 
-def metric_spec(name: str) -> MetricSpec:
-    """The spec of metric ``name``; ``KeyError`` with the known names if unknown."""
-    try:
-        return KNOWN_METRICS[name]
-    except KeyError:
-        raise KeyError(f"unknown metric {name!r}; known: {', '.join(NUMERIC_METRICS)}") from None
-
-
-__all__ = ["KNOWN_METRICS", "NUMERIC_METRICS", "MetricSpec", "metric_spec"]
+__all__ = ["KNOWN_METRICS", "NUMERIC_METRICS", "MetricSpec"]

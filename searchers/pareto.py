@@ -198,15 +198,9 @@ def reference_point(objectives: Objectives, F: np.ndarray | None = None) -> np.n
     return fill_reference(ref, Fa.max(axis=0), Fa.min(axis=0))
 
 
-def dominates(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether ``a`` Pareto-dominates ``b`` (minimisation)."""
-    return bool(np.all(a <= b) and np.any(a < b))
-
-
 __all__ = [
     "configured_reference",
     "crowding_distance",
-    "dominates",
     "fill_reference",
     "grouped_crowding_distance",
     "hypervolume",

@@ -46,7 +46,7 @@ from determined import searcher as det_searcher
 from determined.common.api import bindings
 from determined.experimental import client as det_client
 
-from hwnas.searchers.determined.runner import HwnasSearchRunner
+from hwnas.driver.determined.runner import HwnasSearchRunner
 
 #: train(hparams, start_length, length) -> metrics dict; raises TrialFailure to fail.
 TrainFn = Callable[[dict[str, Any], int, int], dict[str, Any]]

@@ -186,7 +186,7 @@ def test_strategy_is_reproducible_and_state_round_trips_through_json(space):
 
     state = json.loads(json.dumps(a.state_dict()))
     c = fresh(123)
-    c.load_state_dict(state)
+    c.load_state_dict(state, a.history)
     assert _run(a, 5) == _run(c, 5)
 
     # Once the latency model has a few points, the constraint is honoured: most asks are
@@ -210,8 +210,8 @@ def test_strategy_single_objective_climbs(space):
 
 
 def test_short_tabular_run_through_the_search_method(nb201_table_file):
+    from hwnas.driver.tabular import NB201Benchmark, run_search_on_table
     from hwnas.searchers.config import parse_config
-    from hwnas.searchers.tabular import NB201Benchmark, run_search_on_table
     from hwnas.spaces.nb201_table import load_table
 
     table = load_table(nb201_table_file)

@@ -108,8 +108,22 @@ def test_single_objective_strategy_needs_scalarization():
 
 def test_max_length_below_min_length():
     raw = with_change("early_stopping.min_length", 10)
-    with pytest.raises(ConfigError, match=r"early_stopping\.max_length"):
+    with pytest.raises(ConfigError, match=r"early_stopping: min_length \(10\) must be <= max"):
         parse_config(raw)
+
+
+def test_early_stopper_by_name_with_its_own_options():
+    with pytest.raises(ConfigError, match=r"early_stopping\.name: unknown early stopper"):
+        parse_config(with_change("early_stopping.name", "hyperband"))
+    raw = with_change("early_stopping.name", "none")
+    with pytest.raises(
+        ConfigError, match=r"early_stopping\.min_length: not an option of early stopper 'none'"
+    ):
+        parse_config(raw)
+    del raw["early_stopping"]["min_length"], raw["early_stopping"]["reduction_factor"]
+    assert parse_config(raw).early_stopping.options() == {}
+    with pytest.raises(ConfigError, match=r"early_stopping\.reduction_factor: .*greater than"):
+        parse_config(with_change("early_stopping.reduction_factor", 1))
 
 
 def test_unreadable_and_non_mapping_files(tmp_path: Path):
@@ -138,22 +152,16 @@ def test_the_documented_example_is_valid():
     assert cfg.strategy.name == "nsga2" and cfg.early_stopping.name == "mo-asha"
 
 
-def test_forwarded_sections_agree_with_what_trials_accept():
-    """The searcher cannot import ``trials`` (one-way arrows), so it mirrors the trial's
-    hparams models; a field added on either side shows up here."""
-    from hwnas.searchers.config import DataConfig, LatencyConfig, SearchConfig, TrainingConfig
-    from hwnas.trials.hparams import DataSettings, LatencySettings, TrainingSettings, TrialHParams
+def test_forwarded_sections_are_the_trial_contract():
+    """The config's data/training/latency sections are the trial contract's own models, and
+    the hparams a search sends validate as the trial's hparams."""
+    from hwnas.contract import DataSettings, LatencySettings, TrainingSettings, TrialHParams
+    from hwnas.searchers.config import SearchConfig
 
-    assert set(DataConfig.model_fields) == set(DataSettings.model_fields)
-    assert set(TrainingConfig.model_fields) | {"max_epochs"} == set(TrainingSettings.model_fields)
-    assert set(LatencyConfig.model_fields) - {"predictor"} == set(LatencySettings.model_fields)
-    for field in DataConfig.model_fields:
-        assert DataConfig.model_fields[field].default == DataSettings.model_fields[field].default
-    for field in TrainingConfig.model_fields:
-        assert (
-            TrainingConfig.model_fields[field].default
-            == TrainingSettings.model_fields[field].default
-        ), field
+    fields = SearchConfig.model_fields
+    assert fields["data"].annotation is DataSettings
+    assert fields["training"].annotation is TrainingSettings
+    assert issubclass(fields["latency"].annotation, LatencySettings)
     # And the hparams a search sends validate as the trial's own model.
     cfg = SearchConfig.model_validate(GOOD)
     hp = {

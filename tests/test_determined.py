@@ -25,23 +25,23 @@ from master_simulation import (
     to_struct_value,
 )
 
-from hwnas.searchers import operations as ops
-from hwnas.searchers.config import parse_config
-from hwnas.searchers.determined.adapter import (
+from hwnas.driver.determined.adapter import (
     DET_EXIT_REASONS,
     EXIT_REASONS,
     METHOD_STATE_FILE,
     HwnasSearchMethod,
     decode_metrics,
 )
-from hwnas.searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
-from hwnas.searchers.determined.progress import SearchReporter
-from hwnas.searchers.determined.runner import (
+from hwnas.driver.determined.experiment_config import build_trial_experiment, load_yaml_mapping
+from hwnas.driver.determined.progress import SearchReporter
+from hwnas.driver.determined.runner import (
     OPS_FILE,
     REPORT_DIR,
     det_operation_from_json,
     det_operation_to_json,
 )
+from hwnas.searchers import operations as ops
+from hwnas.searchers.config import parse_config
 from hwnas.searchers.method import SearchMethod
 
 
@@ -127,7 +127,7 @@ def make_runner(
 
 
 def outcome(method: SearchMethod) -> list[tuple[int, str, str, dict[str, Any]]]:
-    return [(r["trial_id"], r["arch"], r["status"], r["results"]) for r in method.records()]
+    return [(r.trial_id, r.arch, r.status, r.results) for r in method.records()]
 
 
 def ignored_trial_ops(master: SimulatedMaster) -> list[dict[str, Any]]:
@@ -204,9 +204,9 @@ def test_search_runs_to_shutdown_with_cumulative_lengths_and_resumed_trials(
     assert all(v[0] == 1 and v == sorted(set(v)) for v in lengths.values())
     promoted = [t for t in master.trials.values() if len(t.validations) > 1]
     assert promoted and all(t.process_starts == len(t.validations) for t in promoted)
-    assert any(r["status"] == "completed" and r["length"] == 9 for r in records)
+    assert any(r.status == "completed" and r.length == 9 for r in records)
     # The metrics dict reached the method whole (numbers as floats, strings, bools, NaN).
-    first = records[0]["results"][1]
+    first = records[0].result_at(1)
     assert first["latency_backend"] == "ort-cpu" and first["latency_unstable"] is False
     assert first["params"] == 12345
     # Progress went to the master after each event, within [0, 1] and never going back.
@@ -238,10 +238,10 @@ def test_trials_exiting_early_are_filed_and_replaced(
     runner.run_simulated()
     records = runner.search_method.method.records()
     assert master.state == bindings.experimentv1State.COMPLETED
-    assert [r["status"] for r in records].count(status) == 1
+    assert [r.status for r in records].count(status) == 1
     assert len(records) == 6  # the failed trial's slot went to a new trial
-    failed = next(r for r in records if r["status"] == status)
-    assert failed["results"] == {}
+    failed = next(r for r in records if r.status == status)
+    assert failed.results == []
 
 
 def test_user_cancel_from_the_web_ui_does_not_crash_the_searcher(core_context: Any) -> None:
@@ -262,7 +262,7 @@ def test_user_cancel_from_the_web_ui_does_not_crash_the_searcher(core_context: A
 
     master.train = cancel_first_trial_once
     runner.run_simulated()
-    statuses = [r["status"] for r in runner.search_method.method.records()]
+    statuses = [r.status for r in runner.search_method.method.records()]
     assert statuses[0] == "canceled" and len(statuses) == 4
     assert master.state == bindings.experimentv1State.COMPLETED
 
@@ -280,7 +280,7 @@ def test_finished_trials_stay_open_so_failures_cannot_end_the_search_early(
     master = SimulatedMaster(FakeTrials(fail={1: "errored"}))
     adapter = HwnasSearchMethod(SearchMethod(config), defer_closes=defer_closes)
     SimulatedSearchRunner(master, adapter, core_context).run_simulated()
-    statuses = [r["status"] for r in adapter.method.records()]
+    statuses = [r.status for r in adapter.method.records()]
     if defer_closes:
         assert statuses == ["completed", "failed", "completed", "completed"]
         assert all(t.closed for t in master.trials.values())
@@ -298,7 +298,7 @@ def test_every_trial_failing_ends_the_search(core_context: Any) -> None:
     # requested trial closes; events still queued then are never delivered, so the searcher
     # may not hear of the last failure (Determined's behaviour, kept by the simulation).
     assert master.state == bindings.experimentv1State.ERROR
-    statuses = [r["status"] for r in runner.search_method.method.records()]
+    statuses = [r.status for r in runner.search_method.method.records()]
     assert len(statuses) == 3 and statuses.count("failed") >= 2
     assert set(statuses) <= {"failed", "running"}
 
@@ -341,7 +341,7 @@ def test_master_restarts_errored_trials_within_max_restarts(core_context: Any) -
     master = SimulatedMaster(flaky, max_restarts=1)
     runner = make_runner(master, config, core_context)
     runner.run_simulated()
-    assert "failed" not in [r["status"] for r in runner.search_method.method.records()]
+    assert "failed" not in [r.status for r in runner.search_method.method.records()]
     assert master.restarts_used == 1
 
 
@@ -422,7 +422,7 @@ def test_checkpoints_hold_json_state_and_the_report_and_metrics_chart_the_search
 ) -> None:
     config = search_config(budget={"max_trials": 5, "max_concurrent": 2})
     master = SimulatedMaster(FakeTrials(), seed=3)
-    reporter = CountingReporter(config.to_objectives())
+    reporter = CountingReporter()
     runner = make_runner(master, config, core_context, reporter=reporter)
     runner.run_simulated()
     # The files are drawn at the start and when the search shuts down (the default interval
@@ -473,7 +473,7 @@ class CountingReporter(SearchReporter):
 
 def test_report_files_are_redrawn_when_due(core_context: Any) -> None:
     config = search_config(budget={"max_trials": 2, "max_concurrent": 1})
-    reporter = CountingReporter(config.to_objectives())
+    reporter = CountingReporter()
     runner = make_runner(
         SimulatedMaster(FakeTrials()), config, core_context, reporter=reporter, report_interval_s=0
     )
@@ -494,7 +494,7 @@ def test_a_bare_number_from_report_completed_fails_that_trial_only(core_context:
     master.train = scalar_first
     runner = make_runner(master, config, core_context)
     runner.run_simulated()
-    statuses = [r["status"] for r in runner.search_method.method.records()]
+    statuses = [r.status for r in runner.search_method.method.records()]
     assert statuses[0] == "failed" and len(statuses) == 3
 
 
@@ -587,7 +587,7 @@ def test_trial_entrypoint_serves_a_create_from_a_shipped_config(tmp_path: Path) 
     adapter.on_trial_created(state, create.request_id)
     adapter.on_validation_completed(state, create.request_id, to_struct_value(metric), 1)
     record = adapter.method.records()[0]
-    assert record["results"][1]["latency_ms"] == pytest.approx(metric["latency_ms"])
+    assert record.result_at(1)["latency_ms"] == pytest.approx(metric["latency_ms"])
 
 
 @pytest.mark.parametrize("seed", range(6))

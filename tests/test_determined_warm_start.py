@@ -17,19 +17,20 @@ from determined.experimental import client as det_client
 from master_simulation import SimulatedMaster, SimulatedSearchRunner
 from test_determined import FakeTrials, search_config
 
-from hwnas.searchers.determined import __main__ as entry
-from hwnas.searchers.determined.adapter import HwnasSearchMethod
-from hwnas.searchers.determined.experiment_config import (
+from hwnas.driver.determined import __main__ as entry
+from hwnas.driver.determined.adapter import HwnasSearchMethod
+from hwnas.driver.determined.experiment_config import (
     ExperimentConfigError,
     build_trial_experiment,
 )
-from hwnas.searchers.determined.progress import SearchReporter
-from hwnas.searchers.determined.warm_start import (
+from hwnas.driver.determined.progress import SearchReporter
+from hwnas.driver.determined.warm_start import (
     WarmStartError,
     load_warm_start,
     sweep_label,
 )
 from hwnas.searchers.method import SearchMethod
+from hwnas.searchers.records import TrialRecord
 
 REPO = Path(__file__).resolve().parents[1]
 Trial, TrialMetrics = det_client.Trial, det_client.TrialMetrics
@@ -44,19 +45,19 @@ def earlier_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     adapter = HwnasSearchMethod(SearchMethod(config))
     runner = SimulatedSearchRunner(SimulatedMaster(FakeTrials(), seed=9), adapter, ctx)
     runner.run_simulated()
-    SearchReporter(config.to_objectives()).write(adapter.method, out / "report")
+    SearchReporter().write(adapter.method, out / "report")
     with ctx.checkpoint.restore_path(runner.last_storage_id) as path:
         checkpoint = Path(path)
-    # The local runner's state.json has this shape (searchers.local_runner.state_dict).
-    local = {"version": 1, "method": adapter.method.state_dict(), "runner": {"trials": {}}}
+    # A local search's state.json has this shape (hwnas.driver.local).
+    local = {"version": 2, "method": adapter.method.state_dict(), "loop": {}, "backend": {}}
     (out / "local").mkdir()
     (out / "local" / "state.json").write_text(json.dumps(local))
     records = adapter.method.records()
     return {"out": out, "checkpoint": checkpoint, "records": records, "config": config}
 
 
-def _evaluated(records: list[dict[str, Any]]) -> set[str]:
-    return {r["arch"] for r in records if r["results"]}
+def _evaluated(records: list[TrialRecord]) -> set[str]:
+    return {r.arch for r in records if r.results}
 
 
 @pytest.mark.parametrize(
@@ -150,9 +151,9 @@ def trial_experiment_from(experiment_id: int, records: list[dict[str, Any]]) -> 
                 metrics={k: v for k, v in m.items() if isinstance(v, int | float)},
                 group="validation",
             )
-            for length, m in sorted(rec["results"].items())
+            for length, m in ((res.length, res.metrics) for res in rec.results)
         ]
-        hparams = {"space": "nb201", "arch": rec["arch"], "seed": rec["seed"]}
+        hparams = {"space": "nb201", "arch": rec.arch, "seed": rec.seed}
         trials.append(FakeTrial(i + 1, hparams, reports))
     trials.append(FakeTrial(99, {"lr": 0.1}, []))  # not an hwnas trial: skipped
     return FakeExperiment(experiment_id, trials)
@@ -163,12 +164,12 @@ def test_records_from_a_determined_experiment_id(earlier_sweep: dict[str, Any]) 
     records = load_warm_start("experiment:41", client=client)
     assert client.calls == [("get_experiment", 41)]
     assert {r["arch"] for r in records} == _evaluated(earlier_sweep["records"])
-    by_arch = {r["arch"]: r for r in earlier_sweep["records"]}
+    by_arch = {r.arch: r for r in earlier_sweep["records"]}
     for r in records:
-        assert r["length"] == by_arch[r["arch"]]["length"]  # the longest training's metrics
+        assert r["length"] == by_arch[r["arch"]].length  # the longest training's metrics
         assert (
             r["metrics"]["validation_accuracy"]
-            == (by_arch[r["arch"]]["metrics"]["validation_accuracy"])
+            == (by_arch[r["arch"]].metrics["validation_accuracy"])
         )
 
 
@@ -206,7 +207,7 @@ def test_warm_start_seeds_strategy_and_dedupe_and_survives_restart(
     SimulatedSearchRunner(SimulatedMaster(FakeTrials(), seed=2), adapter, ctx).run_simulated()
     space = restored.space
     old = {space.canonical_key(r["arch"]) for r in records}
-    new = {space.canonical_key(r["arch"]) for r in restored.records()}
+    new = {space.canonical_key(r.arch) for r in restored.records()}
     assert len(new) == 6 and not old & new
 
 

@@ -12,11 +12,12 @@ import yaml
 from determined.common import constants as det_constants
 from determined.common import context as det_context
 
+from hwnas.contract import TrialHParams
+from hwnas.driver.determined.__main__ import HPARAM_KEYS
+from hwnas.driver.determined.experiment_config import build_trial_experiment, load_yaml_mapping
 from hwnas.searchers.config import load_config
-from hwnas.searchers.determined.__main__ import HPARAM_KEYS
-from hwnas.searchers.determined.experiment_config import build_trial_experiment, load_yaml_mapping
 from hwnas.searchers.method import SearchMethod
-from hwnas.trials.hparams import TrialHParams, parse_hparams
+from hwnas.trials.hparams import parse_hparams
 
 REPO = Path(__file__).resolve().parents[1]
 YAMLS = sorted((REPO / "experiment_yamls").glob("*.yaml"))
@@ -126,8 +127,8 @@ def test_searcher_experiment_builds_a_valid_trial_experiment_whose_hparams_the_t
     hp = config["hyperparameters"]
     assert set(hp) <= set(HPARAM_KEYS) and {"search_config", "trial_experiment"} <= set(hp)
     entry = config["entrypoint"].split()
-    assert entry[:3] == ["python3", "-m", "hwnas.searchers.determined"]
-    assert importlib.util.find_spec("hwnas.searchers.determined.__main__") is not None
+    assert entry[:3] == ["python3", "-m", "hwnas.driver.determined"]
+    assert importlib.util.find_spec("hwnas.driver.determined.__main__") is not None
 
     search = load_config(REPO / hp["search_config"])
     trial_yaml = REPO / hp["trial_experiment"]
@@ -177,7 +178,7 @@ def test_repository_root_is_a_small_determined_context() -> None:
     assert not any(p.startswith((".venv", ".git/", "runs/")) for p in paths)
     assert {
         "startup-hook.sh",
-        "searchers/determined/__main__.py",
+        "driver/determined/__main__.py",
         "trials/train.py",
         "experiment_yamls/det_trials_gpu.yaml",
         "spaces/base.py",

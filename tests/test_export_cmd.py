@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from hwnas.cli import main as cli_main
+from hwnas.driver.local import load_state, run_search
+from hwnas.driver.progress import ProgressView
+from hwnas.export import ExportCommandError, export_member
 from hwnas.searchers.config import parse_config
-from hwnas.searchers.export import ExportCommandError, export_member
-from hwnas.searchers.local_progress import ProgressView
-from hwnas.searchers.local_runner import load_state, run_search
 from hwnas.spaces import get_space
 
 CONFIG = {
@@ -31,7 +31,7 @@ CONFIG = {
         {"metric": "latency_ms", "goal": "minimize"},
     ],
     "strategy": {"name": "random"},
-    "early_stopping": {"name": "none", "min_length": 1, "max_length": 1},
+    "early_stopping": {"name": "none", "max_length": 1},
     "budget": {"max_trials": 3, "max_concurrent": 2},
     "runner": {"trial_timeout_s": 300, "devices": "cpu"},
 }
@@ -60,9 +60,10 @@ def test_real_search_reports_trained_trials(search_dir):
         assert metrics["latency_ms"] > 0 and metrics["latency_backend"] == "ort-cpu"
         assert metrics["epochs"] == 1
     state = load_state(search_dir)
-    for trial in state["runner"]["trials"].values():
-        assert (search_dir / trial["dir"] / "checkpoint" / "checkpoint.pt").is_file()
-        assert "epoch 1/1" in (search_dir / trial["dir"] / "log.txt").read_text()
+    for trial in state["method"]["trials"]:
+        folder = search_dir / "trials" / str(trial["trial_id"])
+        assert (folder / "checkpoint" / "checkpoint.pt").is_file()
+        assert "epoch 1/1" in (folder / "log.txt").read_text()
 
 
 def test_export_round_trip_matches_torch_in_onnxruntime(search_dir, tmp_path, capsys):

@@ -18,10 +18,16 @@ import pytest
 import yaml
 
 from hwnas.cli import main as cli_main
+from hwnas.driver.local import (
+    RunnerError,
+    load_state,
+    render_report,
+    restore_method,
+    run_search,
+)
+from hwnas.driver.processes import TrialPool
+from hwnas.driver.progress import ProgressView
 from hwnas.searchers.config import ConfigError, load_config, parse_config
-from hwnas.searchers.local_progress import ProgressView
-from hwnas.searchers.local_runner import RunnerError, load_state, render_report, run_search
-from hwnas.searchers.trial_processes import TrialPool
 
 CHILD = Path(__file__).with_name("test_local_runner_child.py")
 REPO = Path(__file__).resolve().parents[1]
@@ -70,11 +76,16 @@ def _ledger(tmp_path):
 
 
 def _final(out):
+    """Per trial: arch, the lengths it reported, and how its run failed (None: it did not)."""
     state = load_state(out)
-    trials = state["runner"]["trials"]
+    kinds = {e["trial_id"]: e["kind"] for e in state["loop"]["timeline"] if not e["ok"]}
     return {
-        int(tid): (t["hparams"]["arch"], tuple(t["lengths"]), (t["failure"] or {}).get("kind"))
-        for tid, t in trials.items()
+        t["trial_id"]: (
+            t["arch"],
+            tuple(r["length"] for r in t["results"]),
+            kinds.get(t["trial_id"]),
+        )
+        for t in state["method"]["trials"]
     }
 
 
@@ -140,9 +151,10 @@ def test_search_runs_to_shutdown_and_writes_the_report(tmp_path):
     assert all(start < n for _, n, start in ledger)  # promotions resumed from the checkpoint
     doc = json.loads((out / "pareto.json").read_text())
     assert doc["front"] and doc["n_trials"] == 8
-    method = load_state(out)["method"]  # the report agrees with the search method's own view
-    assert sorted(m["trial_id"] for m in doc["front"]) == sorted(method["front"])
-    assert doc["hypervolume"] == pytest.approx(method["hv_history"][-1]["hypervolume"])
+    # The report agrees with the search method's own view.
+    method = restore_method(load_state(out), out / "state.json")
+    assert sorted(m["trial_id"] for m in doc["front"]) == sorted(method.front)
+    assert doc["hypervolume"] == pytest.approx(method.hypervolume())
     assert all(m["metrics"]["latency_ms"] <= 0.9 for m in doc["front"] if m["feasible"])
     for name in ("trials.csv", "pareto.png", "hypervolume.png", "config.yaml"):
         assert (out / name).stat().st_size > 0
@@ -286,7 +298,7 @@ def test_interrupt_signal_saves_state(tmp_path):
     config.write_text(yaml.safe_dump(raw))
     script.write_text(
         "import sys\n"
-        "from hwnas.searchers.local_runner import run_search\n"
+        "from hwnas.driver.local import run_search\n"
         f"s = run_search({str(config)!r}, {str(out)!r}, trial_command=[sys.executable, "
         f"{str(CHILD)!r}, '--hang', '1', '--hang', '2'])\n"
         "print('INTERRUPTED' if s.interrupted else 'FINISHED')\n"
@@ -301,7 +313,7 @@ def test_interrupt_signal_saves_state(tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         state = out / "state.json"
-        if state.exists() and len(load_state(out)["runner"]["waiting"]) >= 2:
+        if state.exists() and len(load_state(out)["loop"]["waiting"]) >= 2:
             break
         time.sleep(0.2)
     time.sleep(0.5)
@@ -309,7 +321,7 @@ def test_interrupt_signal_saves_state(tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert "INTERRUPTED" in stdout, stderr
     state = load_state(out)
-    assert sorted(t for t, _ in state["runner"]["waiting"])[:2] == [1, 2]
+    assert sorted(t for t, _ in state["loop"]["waiting"])[:2] == [1, 2]
     assert "interrupted: Ctrl-C" in stderr and "hwnas search --resume" in stderr
 
 
@@ -324,7 +336,7 @@ def test_hard_kill_then_resume_finishes_without_training_twice(tmp_path):
     script = tmp_path / "drive.py"
     script.write_text(
         "import sys\n"
-        "from hwnas.searchers.local_runner import run_search\n"
+        "from hwnas.driver.local import run_search\n"
         f"run_search(sys.argv[1], {str(out)!r}, resume=sys.argv[1] == 'resume', "
         f"trial_command={command!r})\n"
     )
@@ -336,11 +348,11 @@ def test_hard_kill_then_resume_finishes_without_training_twice(tmp_path):
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        runner = load_state(out)["runner"] if (out / "state.json").exists() else {}
-        if runner.get("pids") and runner["events"] >= 6:
+        state = load_state(out) if (out / "state.json").exists() else {}
+        if state and state["backend"]["pids"] and state["loop"]["events"] >= 6:
             break
         time.sleep(0.05)
-    pids = list(load_state(out)["runner"]["pids"].values())
+    pids = list(load_state(out)["backend"]["pids"].values())
     proc.kill()
     proc.wait(timeout=30)
     time.sleep(0.5)
@@ -381,7 +393,7 @@ def test_real_search_interrupted_and_resumed(tmp_path):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         state = load_state(out) if (out / "state.json").exists() else None
-        if state and state["runner"]["timeline"]:
+        if state and state["loop"]["timeline"]:
             break
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
@@ -389,9 +401,9 @@ def test_real_search_interrupted_and_resumed(tmp_path):
     assert proc.returncode == 1, stderr
     assert cli_main(["search", "--resume", str(out)]) == 0
     state = load_state(out)
-    assert state["runner"]["shutdown"], (stderr, state["runner"])
-    assert len(state["runner"]["trials"]) == 4
-    finished = [(e["trial_id"], e["length"]) for e in state["runner"]["timeline"] if e["ok"]]
+    assert state["loop"]["shutdown"], (stderr, state["loop"])
+    assert len(state["method"]["trials"]) == 4
+    finished = [(e["trial_id"], e["length"]) for e in state["loop"]["timeline"] if e["ok"]]
     assert len(finished) == len(set(finished))  # no length was trained to completion twice
-    assert all(t["lengths"] for t in state["runner"]["trials"].values())
+    assert all(t["results"] for t in state["method"]["trials"])
     assert json.loads((out / "pareto.json").read_text())["front"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_entrypoints_run_from_a_determined_context_without_install(
     assert _run([python, "-c", probe], tmp_path, env).strip() == "None"
     context = tmp_path / "context"
     _materialise_context(context)
-    for module in ("hwnas.trials.train", "hwnas.searchers.determined", "hwnas.trials.local"):
+    for module in ("hwnas.trials.train", "hwnas.driver.determined", "hwnas.trials.local"):
         assert "usage:" in _run([python, "-m", module, "--help"], context, env)
     where = _run([python, "-c", "import hwnas.spaces as s; print(s.__file__)"], context, env)
     assert Path(where.strip()) == context / "spaces" / "__init__.py"
@@ -107,6 +108,9 @@ def test_wheel_installs_beside_huggingface_spaces(
     venv, env = bare_venv
     python = str(venv / "bin" / "python")
     wheels = tmp_path / "wheels"
+    # Build from a copy: setuptools writes build/ and *.egg-info beside the sources.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build"))
     _run(
         [
             sys.executable,
@@ -118,7 +122,7 @@ def test_wheel_installs_beside_huggingface_spaces(
             "--no-build-isolation",
             "-w",
             str(wheels),
-            str(REPO),
+            str(source),
         ],
         tmp_path,
         {**env, "PATH": os.environ["PATH"]},

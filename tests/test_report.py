@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from hwnas.report import compute_front, write_report
 from hwnas.searchers.objectives import make_objectives
-from hwnas.searchers.report import compute_front, rows_from_records, write_report
+from hwnas.searchers.records import Result, TrialRecord, TrialStatus
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -21,16 +22,21 @@ def _objectives(constraints=("latency_ms <= 8",)):
     )
 
 
-def _record(tid, acc, lat, status="closed", lengths=(1, 3)):
-    metrics = {}
+#: The order results arrived in (it differs from id order; trial 4 is infeasible).
+ARRIVAL = [(2, 1), (0, 1), (4, 1), (1, 1), (3, 1), (0, 3), (1, 3), (2, 3), (3, 3), (4, 3)]
+
+
+def _record(tid, acc, lat, status=TrialStatus.COMPLETED, lengths=(1, 3)):
+    results = []
     for n in lengths:  # earlier lengths report lower accuracy: the latest one must count
-        metrics[n] = {
+        metrics = {
             "validation_accuracy": acc * n / max(lengths),
             "latency_ms": lat,
             "params": 100 * tid,
             "latency_backend": "ort-cpu",
         }
-    return {"trial_id": tid, "arch": f"arch-{tid}", "status": status, "metrics": metrics}
+        results.append(Result(n, metrics, ARRIVAL.index((tid, n))))
+    return TrialRecord(tid, f"arch-{tid}", f"key-{tid}", 0, status=status, results=results)
 
 
 RECORDS = [
@@ -39,12 +45,12 @@ RECORDS = [
     _record(2, 0.5, 1.0),  # C: front, rank 3
     _record(3, 0.6, 4.0),  # D: dominated by B
     _record(4, 0.95, 12.0),  # E: best accuracy but breaks latency_ms <= 8
-    {"trial_id": 5, "arch": "arch-5", "status": "errored", "metrics": {}},  # failed, no metrics
+    TrialRecord(5, "arch-5", "key-5", 0, status=TrialStatus.FAILED),  # no metrics
 ]
 
 
 def test_front_is_ranked_by_first_objective_and_hypervolume_is_hand_computed():
-    front = compute_front(rows_from_records(RECORDS), _objectives())
+    front = compute_front(RECORDS, _objectives())
     assert [r.trial_id for r in front.ranked] == [0, 1, 2]
     assert front.feasible == [True, True, True]
     # Area dominated up to (acc 0, latency 10): 0.5*(2-1) + 0.8*(5-2) + 0.9*(10-5) = 7.4
@@ -52,7 +58,7 @@ def test_front_is_ranked_by_first_objective_and_hypervolume_is_hand_computed():
 
 
 def test_without_feasible_trials_the_least_violating_front_is_flagged():
-    front = compute_front(rows_from_records(RECORDS), _objectives(["latency_ms <= 0.5"]))
+    front = compute_front(RECORDS, _objectives(["latency_ms <= 0.5"]))
     assert [r.trial_id for r in front.ranked] == [2]  # latency 1.0 violates least
     assert front.feasible == [False]
     assert front.hypervolume == 0.0
@@ -86,7 +92,7 @@ def test_write_report_files(tmp_path):
     ]
     assert doc["front"][0]["metrics"]["validation_accuracy"] == pytest.approx(0.9)
     history = doc["hypervolume_history"]
-    assert len(history) == 10  # every successful evaluation, in timeline order
+    assert len(history) == 10  # every successful evaluation, in arrival order
     assert history[0]["hypervolume"] == pytest.approx(1 / 3 * 0.5 * 9)  # C at length 1 alone
     assert history[-1]["hypervolume"] == pytest.approx(7.4)
     assert [h["elapsed_s"] for h in history][:3] == [1.0, 2.0, 2.5]
@@ -95,7 +101,7 @@ def test_write_report_files(tmp_path):
         rows = list(csv.DictReader(fh))
     assert [r["trial_id"] for r in rows] == ["0", "1", "2", "3", "4", "5"]
     assert rows[4]["epochs"] == "3" and float(rows[4]["validation_accuracy"]) == pytest.approx(0.95)
-    assert rows[5]["status"] == "errored" and rows[5]["validation_accuracy"] == ""
+    assert rows[5]["status"] == "failed" and rows[5]["validation_accuracy"] == ""
     assert {"latency_ms", "params", "latency_backend"} <= set(rows[0])
 
     for name in ("pareto.png", "hypervolume.png"):

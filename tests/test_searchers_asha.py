@@ -7,6 +7,7 @@ import json
 import pytest
 
 from hwnas.searchers.asha import ASHA, rung_lengths
+from hwnas.searchers.early_stopping import Decision, Observation, make_stopper
 from hwnas.searchers.objectives import make_objectives
 
 ACC = make_objectives([("validation_accuracy", "maximize")])
@@ -31,7 +32,7 @@ def test_single_objective_schedule_by_hand():
     t7 .80 -> n=7, k=2: top2 = t4, t7 -> promote t7.
     Rung 3: t2 .71 -> n=1 none; t4 .95 -> none; t7 .85 -> n=3, k=1: top1 = t4 -> promote t4.
     """
-    asha = ASHA(1, 9, 3, ACC, multi_objective=False)
+    asha = ASHA(ACC, 9, min_length=1, reduction_factor=3, multi_objective=False)
     got = [
         asha.record(t, 1, {"validation_accuracy": a})
         for t, a in [(1, 0.5), (2, 0.7), (3, 0.6), (4, 0.9), (5, 0.1), (6, 0.65), (7, 0.8)]
@@ -43,12 +44,13 @@ def test_single_objective_schedule_by_hand():
     assert got == [[], [], [4]]
     assert asha.record(4, 9, {"validation_accuracy": 0.97}) == []  # last rung: no promotion
     assert asha.next_length(1) == 3 and asha.next_length(9) is None
-    assert asha.is_promoted(4, 1) and asha.is_promoted(4, 3) and not asha.is_promoted(5, 1)
+    assert 4 in asha.rungs[0].promoted and 4 in asha.rungs[1].promoted
+    assert 5 not in asha.rungs[0].promoted
 
 
 def test_constraints_rank_infeasible_last():
     obj = make_objectives([("validation_accuracy", "maximize")], ["latency_ms <= 2"])
-    asha = ASHA(1, 9, 3, obj, multi_objective=False)
+    asha = ASHA(obj, 9, min_length=1, reduction_factor=3, multi_objective=False)
     asha.record(1, 1, {"validation_accuracy": 0.99, "latency_ms": 5.0})  # infeasible
     asha.record(2, 1, {"validation_accuracy": 0.40, "latency_ms": 1.0})
     assert asha.record(3, 1, {"validation_accuracy": 0.30, "latency_ms": 1.5}) == [2]
@@ -62,7 +64,7 @@ def test_multi_objective_promotes_by_rank_then_crowding():
     t4 (.7, 3), t5 (.3, 6), t6 (.6, 2): n=6, k=2. Front {t1, t2, t4, t6}; crowding of the
     boundary points t1, t2 is infinite -> top2 = t1, t2: promote t2.
     """
-    asha = ASHA(1, 9, 3, MO, multi_objective=True)
+    asha = ASHA(MO, 9, min_length=1, reduction_factor=3, multi_objective=True)
     pts = [(1, 0.9, 5), (2, 0.5, 1), (3, 0.4, 4), (4, 0.7, 3), (5, 0.3, 6), (6, 0.6, 2)]
     got = [asha.record(t, 1, {"validation_accuracy": a, "latency_ms": lat}) for t, a, lat in pts]
     assert got == [[], [], [1], [], [], [2]]
@@ -73,11 +75,18 @@ def test_multi_objective_promotes_by_rank_then_crowding():
     assert got == [[], [], [4]]
 
 
-def test_state_round_trip_continues_identically():
-    a = ASHA(1, 9, 3, MO, multi_objective=True)
+def test_rebuilt_from_results_and_state_continues_identically():
+    """The rungs come back from the results (the trial records), the promotions from the
+    state: the rebuilt stopper decides exactly as the one never stopped."""
+    a = ASHA(MO, 9, min_length=1, reduction_factor=3, multi_objective=True)
+    seen = []
     for t in range(1, 8):
-        a.record(t, 1, {"validation_accuracy": (t * 37 % 10) / 10, "latency_ms": float(t % 4)})
-    b = ASHA(1, 9, 3, MO, multi_objective=True)
+        metrics = {"validation_accuracy": (t * 37 % 10) / 10, "latency_ms": float(t % 4)}
+        a.record(t, 1, metrics)
+        seen.append(Observation(len(seen), t, 1, metrics))
+    assert "vectors" not in json.dumps(a.state_dict())  # results are not stored twice
+    b = ASHA(MO, 9, min_length=1, reduction_factor=3, multi_objective=True)
+    b.rebuild(seen)
     b.load_state_dict(json.loads(json.dumps(a.state_dict(), allow_nan=False)))
     for t in range(8, 20):
         metrics = {"validation_accuracy": (t * 37 % 10) / 10, "latency_ms": float(t % 4)}
@@ -86,9 +95,31 @@ def test_state_round_trip_continues_identically():
 
 
 def test_missing_metric_ranks_last_and_bad_length_fails():
-    asha = ASHA(1, 9, 3, MO, multi_objective=True)
+    asha = ASHA(MO, 9, min_length=1, reduction_factor=3, multi_objective=True)
     asha.record(1, 1, {"validation_accuracy": 0.9})  # no latency
     asha.record(2, 1, {"validation_accuracy": 0.1, "latency_ms": 9.0})
     assert asha.record(3, 1, {"validation_accuracy": 0.2, "latency_ms": 8.0}) == [3]
     with pytest.raises(ValueError, match="not a rung length"):
         asha.record(4, 2, {"validation_accuracy": 0.5})
+
+
+def test_decisions_continue_pause_and_promote_others():
+    asha = ASHA(ACC, 9, min_length=1, reduction_factor=3, multi_objective=False)
+    assert asha.first_length == 1
+    assert asha.on_result(1, 1, {"validation_accuracy": 0.5}) == Decision("pause")
+    assert asha.on_result(2, 1, {"validation_accuracy": 0.7}) == Decision("pause")
+    # t3 is worse: t2, paused, is promoted to the next rung.
+    assert asha.on_result(3, 1, {"validation_accuracy": 0.6}) == Decision("pause", None, ((2, 3),))
+    assert asha.on_result(4, 1, {"validation_accuracy": 0.9}) == Decision("continue", 3)
+    assert asha.on_result(4, 9, {"validation_accuracy": 0.95}).action == "stop"
+
+
+def test_stoppers_are_chosen_by_name():
+    none = make_stopper("none", ACC, 7)
+    assert none.first_length == 7 and none.on_result(1, 7, {}).action == "stop"
+    assert make_stopper("mo-asha", MO, 9, {"min_length": 3}).lengths == [3, 9]
+    assert make_stopper("asha", ACC, 9).multi_objective is False
+    with pytest.raises(ValueError, match="known: "):
+        make_stopper("hyperband", ACC, 9)
+    with pytest.raises(ValueError, match="min_length"):
+        make_stopper("asha", ACC, 2, {"min_length": 3})

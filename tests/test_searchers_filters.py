@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hwnas.searchers.filters import DATASET_SHAPES, CachedLatency, CandidateFilter
+from hwnas.contract import DATASET_SHAPES
+from hwnas.searchers.filters import CachedLatency, CandidateFilter
 from hwnas.searchers.objectives import make_objectives
 from hwnas.spaces import get_space
 

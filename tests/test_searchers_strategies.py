@@ -68,7 +68,7 @@ def test_fifty_asks_reproducible_and_resumable(name: str):
     drive(first, 25)
     state = json.loads(json.dumps(first.state_dict(), allow_nan=False))
     resumed = build(name, 99)  # a different seed: everything must come from the state
-    resumed.load_state_dict(state)
+    resumed.load_state_dict(state, first.history)  # the history comes from trial records
     assert drive(resumed, 25) == a[25:]
 
 

@@ -7,16 +7,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hwnas.searchers.config import parse_config
-from hwnas.searchers.operations import Close, Create, ExitReason, Operation, ValidateAfter
-from hwnas.searchers.tabular import (
+from hwnas.driver.tabular import (
     NB201Benchmark,
     SimulatedWorkers,
     TabularError,
-    TabularRunner,
     load_benchmark,
+    run_on_table,
     run_search_on_table,
 )
+from hwnas.searchers.config import parse_config
+from hwnas.searchers.operations import Close, Create, ExitReason, Operation, ValidateAfter
 from hwnas.spaces.nb201_table import TableError, load_table
 
 LENGTH = 200
@@ -162,7 +162,7 @@ def test_simulated_workers_run_concurrently_and_finish_in_order():
 def test_runner_clock_with_concurrent_workers(bench):
     archs = [bench.arch_strs[i] for i in (10, 200, 3000, 4000, 5000, 6000, 7000)]
     method = ScriptedMethod(archs, concurrent=3)
-    result = TabularRunner(method, bench, max_queries=7, max_concurrent=3, seed=0).run()
+    result = run_on_table(method, bench, max_queries=7, max_concurrent=3, seed=0)
     assert len(result.queries) == 7
     finishes = [q.finish_s for q in result.queries]
     assert finishes == sorted(finishes)  # delivered in simulated finishing order
@@ -181,7 +181,7 @@ def test_runner_clock_with_concurrent_workers(bench):
 def test_duplicates_never_consume_a_query(bench):
     a, b_, c = (bench.arch_strs[i] for i in (1, 2, 3))
     method = ScriptedMethod([a, b_, a, c, b_, a])
-    result = TabularRunner(method, bench, max_queries=3, seed=5).run()
+    result = run_on_table(method, bench, max_queries=3, seed=5)
     assert [q.arch for q in result.queries] == [a, b_, c]
     assert result.duplicates == 3
     by_trial = {tid: m for tid, m, _ in method.completed}
@@ -192,7 +192,7 @@ def test_duplicates_never_consume_a_query(bench):
 def test_concurrent_duplicate_waits_for_the_running_query(bench):
     a = bench.arch_strs[42]
     method = ScriptedMethod([a, a], concurrent=2)
-    result = TabularRunner(method, bench, max_queries=5, max_concurrent=2, seed=1).run()
+    result = run_on_table(method, bench, max_queries=5, max_concurrent=2, seed=1)
     assert len(result.queries) == 1 and result.duplicates == 1
     assert method.completed[0][1] == method.completed[1][1]
 
@@ -200,7 +200,7 @@ def test_concurrent_duplicate_waits_for_the_running_query(bench):
 def test_invalid_architecture_exits_early_without_a_query(bench):
     good = bench.arch_strs[9]
     method = ScriptedMethod(["|conv~0|+|bad|", good])
-    result = TabularRunner(method, bench, max_queries=4, seed=0).run()
+    result = run_on_table(method, bench, max_queries=4, seed=0)
     assert result.invalid == 1 and len(result.queries) == 1
     ((tid, reason, message),) = method.exited
     assert tid == 1 and reason == ExitReason.INVALID_HP and "node" in message
@@ -210,7 +210,7 @@ def test_invalid_architecture_exits_early_without_a_query(bench):
 def test_partial_length_is_refused(bench):
     method = ScriptedMethod([bench.arch_strs[5]], length=3)
     with pytest.raises(TabularError, match="full-length"):
-        TabularRunner(method, bench, max_queries=2).run()
+        run_on_table(method, bench, max_queries=2)
     with pytest.raises(TabularError, match=r"early_stopping\.name: none"):
         run_search_on_table(_config(early_stopping={"name": "asha", "max_length": 200}), bench)
 
@@ -221,10 +221,10 @@ def test_search_method_end_to_end(bench):
     assert len(result.queries) == 30 and result.duplicates == 0 and result.invalid == 0
     assert method.shut_down and result.shutdown
     records = method.records()
-    assert len(records) == 30 and all(r["status"] == "completed" for r in records)
-    assert all("test_accuracy" not in r["metrics"] for r in records)
+    assert len(records) == 30 and all(r.status == "completed" for r in records)
+    assert all("test_accuracy" not in r.metrics for r in records)
     assert len({q.row for q in result.queries}) == 30
-    seen = {r["arch"]: r["metrics"]["validation_accuracy"] for r in records}
+    seen = {r.arch: r.metrics["validation_accuracy"] for r in records}
     for q in result.queries:
         assert seen[q.arch] == q.metrics["validation_accuracy"]
         assert 0.0 <= q.metrics["validation_accuracy"] <= 1.0
@@ -262,7 +262,7 @@ def test_load_benchmark_by_path(nb201_table_file, tmp_path):
 def test_a_method_that_only_repeats_is_stopped(bench):
     a, b_ = bench.arch_strs[11], bench.arch_strs[12]
     method = ScriptedMethod([a, b_] + [a] * 20)
-    result = TabularRunner(method, bench, max_queries=10, max_duplicates=4, seed=0).run()
+    result = run_on_table(method, bench, max_queries=10, max_duplicates=4, seed=0)
     assert result.stalled and not result.shutdown
     assert [q.arch for q in result.queries] == [a, b_]
     assert result.duplicates == 5  # the fifth repeat ends the run

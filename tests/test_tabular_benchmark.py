@@ -23,7 +23,7 @@ from benchmarks.search_quality_metrics import (  # noqa: E402
     queries_to_reach,
 )
 from benchmarks.search_quality_peers import OptunaMethod  # noqa: E402
-from hwnas.searchers.tabular import NB201Benchmark, TabularRunner  # noqa: E402
+from hwnas.driver.tabular import NB201Benchmark, run_on_table  # noqa: E402
 from hwnas.spaces.nb201_table import load_table  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def test_optuna_peer_through_the_runner_is_reproducible(bench):
     def run(seed: int):
         objectives = [("validation_accuracy", "maximize"), ("latency_ms", "minimize")]
         method = OptunaMethod("optuna-tpe", objectives, seed=seed, length=200)
-        return TabularRunner(method, bench, max_queries=20, seed=seed).run()
+        return run_on_table(method, bench, max_queries=20, seed=seed)
 
     r1, r2, r3 = run(4), run(4), run(5)
     assert len(r1.queries) == 20 and len(set(r1.rows)) == 20

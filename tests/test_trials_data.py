@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from hwnas.contract import DataSettings
 from hwnas.trials.data import (
     DataError,
     _random_crop,
     load_data,
     split_indices,
 )
-from hwnas.trials.hparams import DataSettings
 
 CPU = torch.device("cpu")
 

@@ -47,6 +47,19 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
     return state
 
 
+def load_model_weights(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], int | None]:
+    """The model ``state_dict`` of the checkpoint in ``directory`` and the epoch it was saved
+    at (for exporting a trained trial); ``CheckpointError`` when there is none."""
+    state = load_checkpoint(directory)
+    if state is None:
+        raise CheckpointError(f"{Path(directory) / CHECKPOINT_FILE}: no checkpoint to load")
+    weights = state.get("model")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{Path(directory) / CHECKPOINT_FILE}: holds no model weights")
+    epoch = state.get("epoch")
+    return weights, int(epoch) if isinstance(epoch, int) else None
+
+
 def capture_rng_state() -> dict[str, Any]:
     """torch (CPU and CUDA), numpy-global and python ``random`` states as tensors and lists."""
     np_state = np.random.get_state(legacy=False)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwnas.contract import DataSettings
 from hwnas.trials.errors import TrialError
-from hwnas.trials.hparams import DataSettings
 
 log = logging.getLogger(__name__)
 

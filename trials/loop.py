@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwnas.contract import TrialHParams
 from hwnas.spaces import ArchitectureError, get_space
 from hwnas.trials.checkpoint import (
     CheckpointError,
@@ -36,7 +37,7 @@ from hwnas.trials.errors import (
     TrialOutOfMemory,
     is_out_of_memory,
 )
-from hwnas.trials.hparams import HParamsError, TrialHParams, parse_hparams
+from hwnas.trials.hparams import HParamsError, parse_hparams
 
 log = logging.getLogger(__name__)
 

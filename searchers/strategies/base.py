@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -71,30 +71,46 @@ class Strategy(ABC):
         """Hook for subclasses: update internal state after ``tell``."""
 
     # -- state --------------------------------------------------------------------------
+    #: Whether ``_observe`` can be replayed over the history on load to rebuild the derived
+    #: state (populations); False for strategies whose ``_observe`` draws random numbers.
+    replay_observations: ClassVar[bool] = True
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: pure JSON (rng state included)."""
+        """What the history cannot reproduce, as JSON: options, rng, ``_extra_state``.
+
+        The history itself is not stored here: the search method keeps each result once, in
+        its trial records, and passes the history back to ``load_state_dict``."""
         return {
             "name": self.name,
             "options": self.options.model_dump(mode="json"),
             "rng": _jsonable_rng_state(self.rng.bit_generator.state),
-            "history": [[a, v] for a, v in self.history],
             "extra": self._extra_state(),
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from ``state_dict()`` output (the options must match)."""
+    def load_state_dict(
+        self,
+        state: Mapping[str, Any],
+        history: Sequence[tuple[str, Mapping[str, Any] | None]] = (),
+    ) -> None:
+        """Restore from ``state_dict()`` output and the results told so far, in order."""
         if state.get("name") != self.name:
             raise ValueError(f"state is for strategy {state.get('name')!r}, not {self.name!r}")
+        self.history = []
+        needed = self.objectives.needed_metrics
+        for arch, values in history:
+            clean = None if values is None else _clean_values(values, needed)
+            self.history.append((str(arch), clean))
+            if self.replay_observations:
+                self._observe(str(arch), clean)
         self.rng.bit_generator.state = dict(state["rng"])
-        self.history = [(str(a), None if v is None else dict(v)) for a, v in state["history"]]
         self._load_extra_state(state.get("extra") or {})
 
     def _extra_state(self) -> dict[str, Any]:
-        """Subclass state beyond history and rng (JSON)."""
+        """Subclass state that replaying the history does not rebuild (JSON)."""
         return {}
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:  # noqa: B027
-        """Inverse of ``_extra_state``."""
+        """Inverse of ``_extra_state`` (the history is already restored)."""
 
     # -- helpers for subclasses ---------------------------------------------------------
     def successes(self) -> list[tuple[str, dict[str, float]]]:

@@ -8,7 +8,6 @@ and the oldest member leaves (aging), so no architecture lives forever on a luck
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -61,9 +60,3 @@ class RegularizedEvolution(Strategy):
         opts: EvolutionOptions = self.options  # type: ignore[assignment]
         if len(self.population) > opts.population:
             self.population.pop(0)
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"population": [[a, v] for a, v in self.population]}
-
-    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
-        self.population = [(str(a), dict(v)) for a, v in extra.get("population", [])]

@@ -26,11 +26,13 @@ class LocalSearch(Strategy):
     name = "local_search"
     Options = LocalSearchOptions
     multi_objective = False
+    replay_observations = False  # _observe shuffles neighbours: its state is kept instead
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.current: str | None = None
         self.current_values: dict[str, float] | None = None
+        self.current_told: int | None = None  # history position of current_values
         self.queue: list[str] = []
         self.restarts = 0
 
@@ -39,7 +41,7 @@ class LocalSearch(Strategy):
             # Start or restart: a random point becomes the centre once its result arrives.
             if self.current is not None:
                 self.restarts += 1
-            self.current, self.current_values = None, None
+            self.current, self.current_values, self.current_told = None, None, None
             arch = self.space.sample(self.rng)
             self.current = arch
             return arch
@@ -48,14 +50,15 @@ class LocalSearch(Strategy):
     def _observe(self, arch: str, values: dict[str, float] | None) -> None:
         if values is None:
             return
+        told = len(self.history) - 1  # ``tell`` appended this result before observing it
         if arch == self.current and self.current_values is None:
-            self.current_values = values
+            self.current_values, self.current_told = values, told
             self._reload_queue(arch)
             return
         if self.current_values is None or self.objectives.ranking_key(
             values
         ) > self.objectives.ranking_key(self.current_values):
-            self.current, self.current_values = arch, values
+            self.current, self.current_values, self.current_told = arch, values, told
             self._reload_queue(arch)
 
     def _reload_queue(self, arch: str) -> None:
@@ -66,14 +69,16 @@ class LocalSearch(Strategy):
     def _extra_state(self) -> dict[str, Any]:
         return {
             "current": self.current,
-            "current_values": self.current_values,
+            # The centre's values are a told result: kept as its position in the history.
+            "current_told": self.current_told,
             "queue": self.queue,
             "restarts": self.restarts,
         }
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
         self.current = extra.get("current")
-        cv = extra.get("current_values")
-        self.current_values = None if cv is None else dict(cv)
+        told = extra.get("current_told")
+        self.current_told = None if told is None else int(told)
+        self.current_values = None if told is None else dict(self.history[int(told)][1] or {})
         self.queue = list(extra.get("queue", []))
         self.restarts = int(extra.get("restarts", 0))

@@ -10,7 +10,6 @@ NSGA-II's environmental selection, so it works with any number of trials in flig
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -78,10 +77,3 @@ class NSGA2(Strategy):
             worst = int(self._order()[-1])
             self.population.pop(worst)
             self._cache.pop(worst)
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"population": [[a, v] for a, v in self.population]}
-
-    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
-        self.population = [(str(a), dict(v)) for a, v in extra.get("population", [])]
-        self._cache = [self._key(v) for _, v in self.population]

@@ -30,7 +30,7 @@ from determined import searcher as det_searcher
 from determined.common.api import bindings
 
 from hwnas.atomic import write_json_atomic
-from hwnas.searchers.determined.adapter import HwnasSearchMethod
+from hwnas.driver.determined.adapter import HwnasSearchMethod
 
 logger = logging.getLogger("hwnas.determined")
 
@@ -225,9 +225,8 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
 
 
 def _results_key(method: Any) -> Any:
-    """Changes whenever a trial reports or ends (cheap: counts and the last metrics)."""
-    records = method.records()
-    return json.dumps(records, sort_keys=True, default=str)
+    """Changes whenever a trial reports or ends (cheap: result counts and statuses)."""
+    return tuple((r.trial_id, len(r.results), r.status.value) for r in method.records())
 
 
 __all__ = [

@@ -1,7 +1,7 @@
 """``hwnas export OUT --rank K``: one front member as ONNX + architecture JSON + weights.
 
-Rank ``K`` is the ``rank`` in ``OUT/pareto.json`` (see ``hwnas.searchers.report``: feasible members
-first, best first by the first objective). The destination folder (default
+Rank ``K`` is the ``rank`` in ``OUT/pareto.json`` (see ``hwnas.report``: feasible members first,
+best first by the first objective). The destination folder (default
 ``OUT/export/rank<K>``) receives:
 
 - ``model.onnx``: exported by ``hwnas.latency.export.export_onnx`` (checked against torch in ORT);
@@ -10,9 +10,9 @@ first, best first by the first objective). The destination folder (default
 - ``weights.pt``: the model's ``state_dict`` from the trial's last checkpoint (tensors only);
 - ``README.txt``: how to load it with nothing but torch and the space definition.
 
-The trial's checkpoint is the ``torch.save``'d dict the trials room writes
-(``trials/checkpoint.py``: ``<trial dir>/checkpoint/checkpoint.pt``, weights under ``"model"``);
-it is read with ``weights_only=True`` and ``searchers`` does not import ``trials``.
+The weights come from the trial's last checkpoint, read by the trials room's own
+``load_model_weights`` (``weights_only=True``); the hyperparameters from the search's saved
+state.
 """
 
 from __future__ import annotations
@@ -24,11 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.atomic import atomic_path, write_json_atomic
-from hwnas.searchers.filters import DATASET_SHAPES
-from hwnas.searchers.report import PARETO_JSON, read_pareto
-
-CHECKPOINT_FILE = "checkpoint.pt"  # trials.checkpoint.CHECKPOINT_FILE
-MODEL_KEY = "model"  # trials.loop.Trainer.state_dict()["model"]
+from hwnas.contract import DATASET_SHAPES
+from hwnas.report import PARETO_JSON, read_pareto
 
 RECIPE = """\
 Exported by `hwnas export` from {out} (trial {trial_id}, front rank {rank}).
@@ -80,14 +77,14 @@ def _front_member(pareto: dict[str, Any], rank: int, source: Path) -> dict[str, 
 
 
 def _trial_hparams(out: Path, trial_id: int) -> tuple[dict[str, Any], Path]:
-    """The trial's hparams from the runner state in ``state.json``."""
-    from hwnas.searchers.local_runner import load_state
+    """The trial's hparams from the search's ``state.json`` and its folder."""
+    from hwnas.driver.local import LocalBackend, load_state
 
     state = load_state(out)
-    trial = state["runner"]["trials"].get(str(trial_id))
-    if trial is None:
+    hparams = state["loop"]["hparams"].get(str(trial_id))
+    if hparams is None:
         raise ExportCommandError(f"{out}/state.json has no trial {trial_id}")
-    return dict(trial["hparams"]), out / trial["dir"]
+    return dict(hparams), LocalBackend.trial_folder(out, trial_id)
 
 
 def data_shape(metrics: dict[str, Any], hparams: dict[str, Any]) -> tuple[tuple[int, ...], int]:
@@ -104,21 +101,13 @@ def data_shape(metrics: dict[str, Any], hparams: dict[str, Any]) -> tuple[tuple[
 
 
 def load_weights(trial_dir: Path) -> tuple[dict[str, Any], int | None]:
-    """The model ``state_dict`` from a trial's last checkpoint (``weights_only=True``) and the
-    epoch it was saved at."""
-    import torch
+    """The model ``state_dict`` from a trial's last checkpoint and the epoch it was saved at."""
+    from hwnas.trials.checkpoint import CheckpointError, load_model_weights
 
-    path = trial_dir / "checkpoint" / CHECKPOINT_FILE
-    if not path.is_file():
-        raise ExportCommandError(f"{path}: the trial has no checkpoint to export weights from")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExportCommandError(f"cannot load checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or not isinstance(state.get(MODEL_KEY), dict):
-        raise ExportCommandError(f"{path}: checkpoint has no {MODEL_KEY!r} state dict")
-    epoch = state.get("epoch")
-    return state[MODEL_KEY], int(epoch) if isinstance(epoch, int) else None
+        return load_model_weights(trial_dir / "checkpoint")
+    except CheckpointError as exc:
+        raise ExportCommandError(f"trial folder {trial_dir}: {exc}") from exc
 
 
 def export_member(

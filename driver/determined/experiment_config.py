@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
+from hwnas.driver.determined.warm_start import sweep_label
 from hwnas.searchers.config import SearchConfig
-from hwnas.searchers.determined.warm_start import sweep_label
 
 #: Keys of Determined 0.37's custom searcher config (schemas/expconf/v0/searcher-custom.json).
 CUSTOM_SEARCHER_KEYS = ("name", "metric", "smaller_is_better", "unit")

@@ -1,4 +1,4 @@
-"""``python3 -m hwnas.searchers.determined``: the searcher task of a Determined custom search.
+"""``python3 -m hwnas.driver.determined``: the searcher task of a Determined custom search.
 
 Runs inside a ``searcher: single`` experiment (see ``experiment_yamls/det_*.yaml``). It reads
 the hwnas search config and the trial experiment YAML (paths inside the uploaded context
@@ -25,9 +25,7 @@ HPARAM_KEYS = ("search_config", "trial_experiment", "warm_start")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m hwnas.searchers.determined", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python3 -m hwnas.driver.determined", description=__doc__)
     parser.add_argument("search_config", nargs="?", help="hwnas search config YAML")
     parser.add_argument(
         "--trial-experiment", help="Determined experiment YAML for the trials (searcher: custom)"
@@ -59,7 +57,7 @@ def resolve_args(args: argparse.Namespace, hparams: dict[str, Any]) -> dict[str,
     for key in ("search_config", "trial_experiment"):
         if not resolved[key]:
             raise SystemExit(
-                f"hwnas.searchers.determined: {key} is not set: pass it on the command line or as "
+                f"hwnas.driver.determined: {key} is not set: pass it on the command line or as "
                 f"hyperparameters.{key} of the searcher experiment"
             )
     return resolved
@@ -86,7 +84,7 @@ def require_custom_searchers() -> None:
         import determined.searcher
     except ImportError:
         raise SystemExit(
-            f"hwnas.searchers.determined: Determined {det.__version__} has no custom searchers "
+            f"hwnas.driver.determined: Determined {det.__version__} has no custom searchers "
             "(determined.searcher was removed in 0.38). Run hwnas on a 0.19.6-0.37.x cluster, "
             "or search on one machine with the local runner: hwnas search CONFIG"
         ) from None
@@ -96,15 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     require_custom_searchers()
     import determined as det
 
-    from hwnas.searchers.config import load_config
-    from hwnas.searchers.determined.adapter import HwnasSearchMethod
-    from hwnas.searchers.determined.experiment_config import (
+    from hwnas.driver.determined.adapter import HwnasSearchMethod
+    from hwnas.driver.determined.experiment_config import (
         build_trial_experiment,
         load_yaml_mapping,
     )
-    from hwnas.searchers.determined.progress import SearchReporter
-    from hwnas.searchers.determined.runner import HwnasSearchRunner
-    from hwnas.searchers.determined.warm_start import load_warm_start
+    from hwnas.driver.determined.progress import SearchReporter
+    from hwnas.driver.determined.runner import HwnasSearchRunner
+    from hwnas.driver.determined.warm_start import load_warm_start
+    from hwnas.searchers.config import load_config
     from hwnas.searchers.method import SearchMethod
 
     logging.basicConfig(level=logging.INFO, format=det.LOG_FORMAT)
@@ -123,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with det.core.init() as core_context:
         adapter = HwnasSearchMethod(method)
-        reporter = SearchReporter(search.to_objectives(), meta={"search": search.name})
+        reporter = SearchReporter(meta={"search": search.name})
         runner = HwnasSearchRunner.from_cluster(adapter, core_context, reporter=reporter)
         if runner.latest_checkpoint is None and opts["warm_start"]:
             records = load_warm_start(str(opts["warm_start"]))

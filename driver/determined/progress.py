@@ -1,7 +1,7 @@
 """What the searcher experiment shows in Determined: the report files and the search metrics.
 
 Called by ``HwnasSearchRunner`` whenever the method's results change: the report
-(``hwnas.searchers.report``: ``pareto.json``, ``trials.csv``, ``pareto.png``, ``hypervolume.png``)
+(``hwnas.report``: ``pareto.json``, ``trials.csv``, ``pareto.png``, ``hypervolume.png``)
 goes into the searcher's checkpoint, and the returned numbers are reported as the searcher
 experiment's validation metrics, so the web UI charts the search as it runs.
 """
@@ -9,27 +9,21 @@ experiment's validation metrics, so the web UI charts the search as it runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hwnas.searchers import report
-from hwnas.searchers.method import TERMINAL
-from hwnas.searchers.objectives import Objectives
-
-#: Record statuses that mean a trial will report nothing more (``hwnas.searchers.method``'s).
-FINISHED = TERMINAL
+from hwnas import report
+from hwnas.searchers.method import SearchMethod
 
 
-def search_metrics(
-    records: Sequence[Mapping[str, Any]], objectives: Objectives
-) -> dict[str, float]:
+def search_metrics(method: SearchMethod) -> dict[str, float]:
     """Trials created/done, front size, hypervolume and the best feasible first objective."""
-    summary = report.front_summary(records, objectives)
-    done = sum(1 for r in records if str(r.get("status", "")).lower() in FINISHED)
+    summary = report.front_summary(method)
+    records = method.records()
     metrics: dict[str, float] = {
         "trials_created": float(len(records)),
-        "trials_done": float(done),
+        "trials_done": float(sum(1 for r in records if r.status.terminal)),
         "front_size": float(summary["front_size"]),
         "hypervolume": float(summary["hypervolume"]),
     }
@@ -43,15 +37,14 @@ def search_metrics(
 class SearchReporter:
     """The runner's ``reporter``: the report files and the metrics for a method's records."""
 
-    def __init__(self, objectives: Objectives, meta: Mapping[str, Any] | None = None) -> None:
-        self.objectives = objectives
+    def __init__(self, meta: Mapping[str, Any] | None = None) -> None:
         self.meta = {"runner": "determined", **dict(meta or {})}
 
-    def metrics(self, method: Any) -> dict[str, float]:
-        return search_metrics(method.records(), self.objectives)
+    def metrics(self, method: SearchMethod) -> dict[str, float]:
+        return search_metrics(method)
 
-    def write(self, method: Any, directory: Path) -> None:
-        report.write_report(method.records(), directory, self.objectives, meta=self.meta)
+    def write(self, method: SearchMethod, directory: Path) -> None:
+        report.write_report(method.records(), directory, method.objectives, meta=self.meta)
 
 
-__all__ = ["FINISHED", "SearchReporter", "search_metrics"]
+__all__ = ["SearchReporter", "search_metrics"]

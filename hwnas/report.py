@@ -1,6 +1,7 @@
 """The search report: Pareto front as JSON, every trial as CSV, and two plots.
 
-``write_report`` writes into a search folder:
+``write_report(records, out_dir, objectives)`` writes, from the search method's trial records
+(``hwnas.searchers.records``), into a search folder:
 
 - ``pareto.json``: the objectives, constraints, the hypervolume reference point (in each
   metric's own units), the hypervolume, and the front members ranked. **Rank order**: feasible
@@ -13,8 +14,9 @@
 - ``hypervolume.png``: the front's hypervolume after each completed evaluation, against the
   count of evaluations and against wall time (when the runner recorded it).
 
-A trial's point is its latest (longest) evaluation. The maths (non-dominated sort,
-hypervolume, reference point) is ``hwnas.searchers.pareto``'s.
+A trial's point is its latest (longest) evaluation. The front, its reference point and the
+hypervolume come from ``hwnas.searchers.front`` (the same archive the search method keeps), so
+the report and the running search agree.
 """
 
 from __future__ import annotations
@@ -22,168 +24,90 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hwnas.atomic import atomic_open, atomic_path, write_json_atomic
+from hwnas.searchers.front import hypervolume_history, replay
 from hwnas.searchers.objectives import Objectives
-from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
+from hwnas.searchers.pareto import nondominated_mask
+from hwnas.searchers.records import TrialRecord
 
 PARETO_JSON, TRIALS_CSV = "pareto.json", "trials.csv"
 PARETO_PNG, HYPERVOLUME_PNG = "pareto.png", "hypervolume.png"
 
 
 @dataclass
-class TrialRow:
-    """One trial as the report sees it: its latest metrics and what became of it."""
-
-    trial_id: int
-    arch: str
-    status: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    by_length: dict[int, dict[str, Any]] = field(default_factory=dict)
-    message: str = ""
-
-    @property
-    def epochs(self) -> int | None:
-        return max(self.by_length) if self.by_length else None
-
-
-def _metrics_by_length(raw: Any) -> dict[int, dict[str, Any]]:
-    """``{length: metrics}`` from a record's metrics field (dict keyed by length or list)."""
-    if not raw:
-        return {}
-    if isinstance(raw, Mapping):
-        return {int(k): dict(v) for k, v in raw.items() if isinstance(v, Mapping)}
-    out: dict[int, dict[str, Any]] = {}
-    for item in raw:  # [{"length": L, "metrics": {...}}, ...]
-        out[int(item["length"])] = dict(item["metrics"])
-    return out
-
-
-def rows_from_records(records: Iterable[Mapping[str, Any]]) -> list[TrialRow]:
-    """Normalise ``SearchMethod.records()`` entries into ``TrialRow``s (sorted by id)."""
-    rows = []
-    for rec in records:
-        # SearchMethod.records() gives "results" by length; plain records may give "metrics".
-        by_length = _metrics_by_length(rec["results"] if "results" in rec else rec.get("metrics"))
-        latest = by_length[max(by_length)] if by_length else {}
-        rows.append(
-            TrialRow(
-                trial_id=int(rec["trial_id"]),
-                arch=str(rec.get("arch", "")),
-                status=str(rec.get("status", "")),
-                metrics=dict(latest),
-                by_length=by_length,
-                message=str(rec.get("message") or ""),
-            )
-        )
-    return sorted(rows, key=lambda r: r.trial_id)
-
-
-# -- the front -------------------------------------------------------------------------------
-@dataclass
 class Front:
     """The ranked front, the reference point and the hypervolume."""
 
-    ranked: list[TrialRow]
+    ranked: list[TrialRecord]
     feasible: list[bool]
     reference: np.ndarray  # minimisation space
     hypervolume: float
 
 
-def _vectors(rows: Sequence[TrialRow], objectives: Objectives) -> np.ndarray:
-    if not rows:
-        return np.zeros((0, len(objectives.objectives)))
-    return np.array([objectives.vector(r.metrics) for r in rows], dtype=float)
+def _results_in_order(records: Sequence[TrialRecord]) -> list[tuple[int, dict[str, Any]]]:
+    """Every result as ``(trial_id, metrics)`` in arrival order."""
+    results = sorted((res.seq, r.trial_id, res.metrics) for r in records for res in r.results)
+    return [(tid, metrics) for _, tid, metrics in results]
 
 
-def _feasible_vectors(rows: Sequence[TrialRow], objectives: Objectives) -> np.ndarray:
-    vectors = [
-        objectives.vector(m) for r in rows for m in r.by_length.values() if objectives.feasible(m)
-    ]
-    return np.array(vectors, dtype=float).reshape(-1, len(objectives.objectives))
-
-
-def compute_front(rows: Sequence[TrialRow], objectives: Objectives) -> Front:
+def compute_front(records: Sequence[TrialRecord], objectives: Objectives) -> Front:
     """Front members ranked as documented above, with hypervolume of the feasible front."""
-    evaluated = [r for r in rows if r.metrics]
-    F = _vectors(evaluated, objectives)
-    # As SearchMethod does: the reference point's data-derived parts come from the range of
-    # every feasible result (all lengths), so the report's hypervolume matches the method's.
-    ref = reference_point(objectives, _feasible_vectors(rows, objectives))
-    feasible = np.array([objectives.feasible(r.metrics) for r in evaluated], dtype=bool)
-    ranked: list[TrialRow] = []
-    flags: list[bool] = []
-    hv = 0.0
-    if feasible.any():
-        idx = np.flatnonzero(feasible)
-        members = idx[nondominated_mask(F[idx])]
-        hv = hypervolume(F[members], ref)
-        ranked += _sorted_members(evaluated, F, members)
-        flags += [True] * len(members)
-    else:
-        finite = np.flatnonzero(np.all(np.isfinite(F), axis=1)) if len(F) else np.zeros(0, int)
-        if len(finite):
-            violation = np.array([objectives.violation(evaluated[i].metrics) for i in finite])
-            least = finite[violation == violation.min()]
-            members = least[nondominated_mask(F[least])]
-            ranked += _sorted_members(evaluated, F, members)
-            flags += [False] * len(members)
-    return Front(ranked, flags, ref, hv)
+    archive = replay(_results_in_order(records), objectives)
+    by_id = {r.trial_id: r for r in records}
+    if archive.front:
+        members = [by_id[t] for t in archive.front]
+        return Front(
+            _ranked(members, objectives),
+            [True] * len(members),
+            archive.reference(),
+            archive.hypervolume(),
+        )
+    # No feasible trial: the non-dominated ones among the least violating, flagged infeasible.
+    evaluated = [r for r in records if r.metrics]
+    finite = [r for r in evaluated if np.all(np.isfinite(objectives.vector(r.metrics)))]
+    least: list[TrialRecord] = []
+    if finite:
+        violation = [objectives.violation(r.metrics) for r in finite]
+        least = [r for r, v in zip(finite, violation, strict=True) if v == min(violation)]
+        F = np.array([objectives.vector(r.metrics) for r in least])
+        least = [least[i] for i in np.flatnonzero(nondominated_mask(F))]
+    return Front(_ranked(least, objectives), [False] * len(least), archive.reference(), 0.0)
 
 
-def _sorted_members(rows: Sequence[TrialRow], F: np.ndarray, members: np.ndarray) -> list[TrialRow]:
+def _ranked(members: Sequence[TrialRecord], objectives: Objectives) -> list[TrialRecord]:
     # Best first by the first objective, then the next ones, then trial id (deterministic).
-    keys = [(*F[i].tolist(), rows[i].trial_id) for i in members]
-    order = sorted(range(len(members)), key=lambda k: keys[k])
-    return [rows[members[k]] for k in order]
+    return sorted(members, key=lambda r: (*objectives.vector(r.metrics).tolist(), r.trial_id))
 
 
-def hypervolume_history(
-    rows: Sequence[TrialRow],
+def hypervolume_curve(
+    records: Sequence[TrialRecord],
     objectives: Objectives,
-    ref: np.ndarray,
     timeline: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[dict[str, float]]:
-    """Hypervolume of the feasible front after each completed evaluation, in completion order.
-
-    Uses the runner's ``timeline`` (trial id, length, elapsed seconds) when given, else trial
-    id order with each trial's lengths ascending.
-    """
-    by_id = {r.trial_id: r for r in rows}
-    if timeline:
-        events = [
-            (int(e["trial_id"]), int(e["length"]), e.get("elapsed_s"))
-            for e in timeline
-            if e.get("ok")
-            and int(e["trial_id"]) in by_id
-            and int(e["length"]) in by_id[int(e["trial_id"])].by_length
-        ]
-    else:
-        events = [(r.trial_id, n, None) for r in rows for n in sorted(r.by_length)]
-    latest: dict[int, np.ndarray] = {}
-    history = []
-    for count, (tid, length, elapsed) in enumerate(events, start=1):
-        metrics = by_id[tid].by_length[length]
-        if objectives.feasible(metrics):
-            latest[tid] = objectives.vector(metrics)
-        else:
-            latest.pop(tid, None)  # its latest evaluation is infeasible
-        points = np.array(list(latest.values())) if latest else np.zeros((0, len(ref)))
-        hv = hypervolume(points[nondominated_mask(points)], ref) if len(points) else 0.0
-        history.append(
-            {
-                "evaluations": count,
-                "elapsed_s": float("nan") if elapsed is None else float(elapsed),
-                "hypervolume": hv,
-            }
-        )
-    return history
+    """The front's hypervolume after each result (against the final reference point), with
+    the elapsed time of that result from the driver's ``timeline`` when known."""
+    results = sorted((res.seq, r.trial_id, res.length) for r in records for res in r.results)
+    values = hypervolume_history(_results_in_order(records), objectives)
+    elapsed = {
+        (int(e["trial_id"]), int(e["length"])): e.get("elapsed_s")
+        for e in (timeline or [])
+        if e.get("ok")
+    }
+    return [
+        {
+            "evaluations": i,
+            "elapsed_s": float("nan") if elapsed.get((tid, n)) is None else elapsed[(tid, n)],
+            "hypervolume": hv,
+        }
+        for i, ((_, tid, n), hv) in enumerate(zip(results, values, strict=True), start=1)
+    ]
 
 
 # -- outputs ---------------------------------------------------------------------------------
@@ -203,7 +127,7 @@ def _json_value(value: Any) -> Any:
 
 
 def pareto_document(
-    rows: Sequence[TrialRow],
+    rows: Sequence[TrialRecord],
     objectives: Objectives,
     front: Front,
     meta: Mapping[str, Any] | None = None,
@@ -217,16 +141,16 @@ def pareto_document(
         "rank_order": "feasible first; then best first by the first objective (ties: next "
         "objectives, then trial id)",
         "n_trials": len(rows),
-        "n_evaluated": sum(1 for r in rows if r.metrics),
+        "n_evaluated": sum(1 for r in rows if r.results),
         "front": [
             {
                 "rank": rank,
                 "trial_id": r.trial_id,
                 "arch": r.arch,
                 "feasible": ok,
-                "epochs": r.epochs,
-                "status": r.status,
-                "metrics": {k: _json_value(v) for k, v in r.metrics.items()},
+                "epochs": r.length,
+                "status": r.status.value,
+                "metrics": {k: _json_value(v) for k, v in (r.metrics or {}).items()},
             }
             for rank, (r, ok) in enumerate(zip(front.ranked, front.feasible, strict=True), start=1)
         ],
@@ -237,21 +161,22 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (int, float, str, bool))
 
 
-def write_trials_csv(rows: Sequence[TrialRow], path: Path) -> None:
+def write_trials_csv(rows: Sequence[TrialRecord], path: Path) -> None:
     """One row per trial; metric columns are the union of scalar metric names, sorted."""
     names = sorted(
-        {k for r in rows for k, v in r.metrics.items() if _scalar(v)}
+        {k for r in rows for k, v in (r.metrics or {}).items() if _scalar(v)}
         - {"arch", "trial_id", "status", "epochs"}
     )
     with atomic_open(path, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["trial_id", "arch", "status", "epochs", *names, "message"])
         for r in rows:
-            values = ["" if v is None else v for v in (r.metrics.get(n) for n in names)]
-            writer.writerow([r.trial_id, r.arch, r.status, r.epochs, *values, r.message])
+            metrics = r.metrics or {}
+            values = ["" if v is None else v for v in (metrics.get(n) for n in names)]
+            writer.writerow([r.trial_id, r.arch, r.status.value, r.length, *values, r.message])
 
 
-def _plot_axes(objectives: Objectives, rows: Sequence[TrialRow]) -> tuple[str, str]:
+def _plot_axes(objectives: Objectives, rows: Sequence[TrialRecord]) -> tuple[str, str]:
     """Metrics on (x, y): the first two objectives, the cost one on x."""
     names = list(objectives.metrics)
     if len(names) == 1:
@@ -259,7 +184,7 @@ def _plot_axes(objectives: Objectives, rows: Sequence[TrialRow]) -> tuple[str, s
             (
                 m
                 for m in ("latency_ms", "params", "flops")
-                if m != names[0] and any(m in r.metrics for r in rows)
+                if m != names[0] and any(m in (r.metrics or {}) for r in rows)
             ),
             None,
         )
@@ -271,14 +196,16 @@ def _plot_axes(objectives: Objectives, rows: Sequence[TrialRow]) -> tuple[str, s
     return a.metric, b.metric
 
 
-def _value(row: TrialRow, name: str) -> float:
+def _value(row: TrialRecord, name: str) -> float:
     if name == "trial_id":
         return float(row.trial_id)
-    v = row.metrics.get(name)
+    v = (row.metrics or {}).get(name)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
-def plot_pareto(rows: Sequence[TrialRow], objectives: Objectives, front: Front, path: Path) -> None:
+def plot_pareto(
+    rows: Sequence[TrialRecord], objectives: Objectives, front: Front, path: Path
+) -> None:
     """All trials, the ranked front, constraint bounds; infeasible trials in grey."""
     import matplotlib
 
@@ -382,7 +309,7 @@ def _save_figure(fig: Any, path: Path) -> None:
 
 # -- entry points ----------------------------------------------------------------------------
 def write_report(
-    records: Iterable[Mapping[str, Any]],
+    records: Sequence[TrialRecord],
     out_dir: str | Path,
     objectives: Objectives,
     *,
@@ -392,9 +319,9 @@ def write_report(
     """Write the four report files into ``out_dir`` from trial records; their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = rows_from_records(records)
+    rows = sorted(records, key=lambda r: r.trial_id)
     front = compute_front(rows, objectives)
-    history = hypervolume_history(rows, objectives, front.reference, timeline)
+    history = hypervolume_curve(rows, objectives, timeline)
     doc = pareto_document(rows, objectives, front, meta)
     doc["hypervolume_history"] = [{k: _json_value(v) for k, v in h.items()} for h in history]
     paths = [out / PARETO_JSON, out / TRIALS_CSV, out / PARETO_PNG, out / HYPERVOLUME_PNG]
@@ -405,21 +332,23 @@ def write_report(
     return paths
 
 
-def front_summary(records: Iterable[Mapping[str, Any]], objectives: Objectives) -> dict[str, Any]:
-    """Numbers for the progress display: best feasible first objective, front size, HV."""
-    rows = rows_from_records(records)
-    front = compute_front(rows, objectives)
+def front_summary(method: Any) -> dict[str, Any]:
+    """Numbers for progress displays from a search method's live archive: the best feasible
+    first objective, the front size and the hypervolume."""
+    objectives = method.objectives
     first = objectives.objectives[0]
-    feasible = [
-        r.metrics.get(first.metric) for r in rows if r.metrics and objectives.feasible(r.metrics)
+    values = [
+        r.metrics.get(first.metric)
+        for r in method.records()
+        if r.metrics and objectives.feasible(r.metrics)
     ]
-    feasible = [float(v) for v in feasible if isinstance(v, (int, float))]
-    best = (max(feasible) if first.goal == "maximize" else min(feasible)) if feasible else None
+    values = [float(v) for v in values if isinstance(v, (int, float))]
+    best = (max(values) if first.goal == "maximize" else min(values)) if values else None
     return {
         "best_metric": first.metric,
         "best_feasible": best,
-        "front_size": sum(front.feasible),
-        "hypervolume": front.hypervolume,
+        "front_size": len(method.front),
+        "hypervolume": method.hypervolume(),
     }
 
 
@@ -436,11 +365,9 @@ __all__ = [
     "PARETO_PNG",
     "TRIALS_CSV",
     "Front",
-    "TrialRow",
     "compute_front",
     "front_summary",
-    "hypervolume_history",
+    "hypervolume_curve",
     "read_pareto",
-    "rows_from_records",
     "write_report",
 ]

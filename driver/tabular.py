@@ -1,6 +1,7 @@
-"""Tabular runner: drive a search method over the NAS-Bench-201 table instead of training.
+"""Tabular backend: trials answered from the NAS-Bench-201 table instead of training.
 
-Each ``ValidateAfter`` is answered from the table (one training seed's validation accuracy,
+The driver loop (``hwnas.driver.loop``) runs a search method over ``TabularBackend``: each
+``ValidateAfter`` is answered from the table (one training seed's validation accuracy,
 the chosen device's measured latency, params) and costs the architecture's recorded training
 time on a simulated clock with ``max_concurrent`` workers (Syne Tune's simulator backend:
 the clock jumps to the earliest finishing trial). Only full-fidelity trials are answered:
@@ -14,17 +15,17 @@ evaluation after the run.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from hwnas.driver.backend import BackendStop, TrialBackend, TrialOutcome
+from hwnas.driver.loop import MethodLike, SearchLoop
 from hwnas.searchers.config import SearchConfig
 from hwnas.searchers.method import SearchMethod
-from hwnas.searchers.operations import Close, Create, ExitReason, Operation, Shutdown, ValidateAfter
 from hwnas.spaces import ArchitectureError, SearchSpace, get_space
 from hwnas.spaces.nb201_table import load_table
 
@@ -34,21 +35,7 @@ LATENCY_PREFIX = "lat_ms_"
 
 
 class TabularError(RuntimeError):
-    """The tabular runner cannot answer what it was asked (bad dataset, device, fidelity)."""
-
-
-class SearchMethodLike(Protocol):
-    """The event handlers of ``hwnas.searchers.method.SearchMethod`` that the runner calls."""
-
-    def initial_operations(self) -> list[Operation]: ...
-    def on_trial_created(self, trial_id: int) -> list[Operation]: ...
-    def on_validation_completed(
-        self, trial_id: int, metrics: dict[str, Any], length: int
-    ) -> list[Operation]: ...
-    def on_trial_closed(self, trial_id: int) -> list[Operation]: ...
-    def on_trial_exited_early(
-        self, trial_id: int, reason: ExitReason, message: str = ""
-    ) -> list[Operation]: ...
+    """The tabular backend cannot answer what it was asked (bad dataset, device, fidelity)."""
 
 
 def _column(table: Mapping[str, Any], name: str) -> Any:
@@ -260,33 +247,27 @@ class TabularRunResult:
 
 @dataclass
 class _Trial:
-    hparams: dict[str, Any]
     arch: str | None = None
-    key: str | None = None
     row: int | None = None
     error: str | None = None  # why the trial cannot run (invalid hparams), reported at start
-    exited: bool = False
-    busy: bool = False  # a ValidateAfter is waiting or running
-    close_requested: bool = False
-    closed: bool = False
     answered: int = 0  # longest length answered so far
 
 
-class TabularRunner:
-    """Drive a search method's event loop with answers from an ``NB201Benchmark``.
+class TabularBackend(TrialBackend):
+    """Answers trials from an ``NB201Benchmark`` on ``max_concurrent`` simulated workers.
 
     A *query* is one architecture trained (one table look-up that costs simulated time).
     A trial whose architecture was already queried (the same normalised string, so the same
     table row) is answered with the earlier result at no cost: a duplicate never consumes a
-    query. A method that proposes more than ``max_duplicates`` repeats (default: as many as
-    ``max_queries``) has converged on what it already knows; the run ends there, flagged
-    ``stalled``. Functionally equivalent cells are distinct rows (NB201 trained each one), so they
-    are distinct queries here; the search method's own canonical-key dedupe avoids them.
+    query (``answer``), and one of a query still running waits for its result. A method that
+    proposes more than ``max_duplicates`` repeats (default: as many as ``max_queries``) has
+    converged on what it already knows; the run ends there (``BackendStop``), flagged
+    ``stalled``. Functionally equivalent cells are distinct rows (NB201 trained each one), so
+    they are distinct queries here; the search method's own canonical-key dedupe avoids them.
     """
 
     def __init__(
         self,
-        method: SearchMethodLike,
         benchmark: NB201Benchmark,
         *,
         max_queries: int,
@@ -296,7 +277,6 @@ class TabularRunner:
     ) -> None:
         if max_queries < 1:
             raise ValueError(f"max_queries must be >= 1, got {max_queries}")
-        self.method = method
         self.benchmark = benchmark
         self.max_queries = int(max_queries)
         self.seed = int(seed)
@@ -304,65 +284,109 @@ class TabularRunner:
         self.max_duplicates = self.max_queries if max_duplicates is None else int(max_duplicates)
         self._spaces: dict[str, SearchSpace] = {}
         self._trials: dict[int, _Trial] = {}
-        self._by_key: dict[str, dict[str, Any]] = {}  # arch -> metrics of its query
+        self._by_arch: dict[str, dict[str, Any]] = {}  # arch -> metrics of its query
         # arch being queried -> duplicates (trial_id, length) waiting for its result
         self._inflight: dict[str, list[tuple[int, int]]] = {}
-        self._waiting: deque[tuple[int, int]] = deque()  # (trial_id, length) to start
-        self._ops: deque[Operation] = deque()
+        self._busy: dict[int, int] = {}  # trial -> length, for queries and waiting duplicates
         self._started = 0
         self.result = TabularRunResult()
 
-    # -- public ---------------------------------------------------------------------------
-    def run(self) -> TabularRunResult:
-        """Run until the method shuts down, goes idle, or ``max_queries`` were answered."""
-        self._drain(self.method.initial_operations())
-        while not (self.result.shutdown or self.result.stalled):
-            while self._waiting and self.workers.free > 0 and self._started < self.max_queries:
-                self._start(*self._waiting.popleft())
-            if self.workers.busy == 0:
-                break
-            start, finish, (trial_id, length, metrics) = self.workers.pop_next()
-            trial = self._trials[trial_id]
-            trial.answered = length
-            trial.busy = False
-            self._by_key[str(trial.key)] = metrics
-            self.result.queries.append(
-                TabularQuery(
-                    len(self.result.queries),
-                    trial_id,
-                    str(trial.arch),
-                    int(trial.row or 0),
-                    dict(metrics),
-                    start,
-                    finish,
-                )
-            )
-            self._drain(self.method.on_validation_completed(trial_id, dict(metrics), length))
-            self._drain(self._close_if_idle(trial_id))
-            for dup_id, dup_length in self._inflight.pop(str(trial.key), []):
-                self._drain(self._answer_duplicate(dup_id, dup_length, metrics))
-        self.result.sim_time_s = self.workers.now
-        return self.result
+    # -- TrialBackend ----------------------------------------------------------------------
+    @property
+    def free_slots(self) -> int:
+        return self.workers.free if self._started < self.max_queries else 0
 
-    # -- event handling ----------------------------------------------------------------------
-    def _drain(self, ops: list[Operation]) -> None:
-        self._ops.extend(ops)
-        while self._ops and not (self.result.shutdown or self.result.stalled):
-            op = self._ops.popleft()
-            if isinstance(op, Create):
-                self._create(op)
-            elif isinstance(op, ValidateAfter):
-                self._validate_after(op)
-            elif isinstance(op, Close):
-                trial = self._trials.get(op.trial_id)
-                if trial is None:
-                    raise TabularError(f"Close for unknown trial {op.trial_id}")
-                trial.close_requested = True
-                self._ops.extend(self._close_if_idle(op.trial_id))
-            elif isinstance(op, Shutdown):
-                self.result.shutdown = True
-            else:
-                raise TabularError(f"unknown operation {op!r}")
+    @property
+    def exhausted(self) -> bool:
+        return self._started >= self.max_queries
+
+    def create(self, trial_id: int, hparams: Mapping[str, Any]) -> None:
+        trial = _Trial()
+        self._trials[trial_id] = trial
+        try:
+            space = self._space(hparams)
+            if space.name != "nb201":
+                raise ArchitectureError(f"the NB201 table cannot answer space {space.name!r}")
+            trial.arch = space.from_hparams(dict(hparams))
+            trial.row = self.benchmark.row_of(trial.arch)
+        except ArchitectureError as exc:
+            trial.error = str(exc)
+
+    def answer(self, trial_id: int, hparams: Mapping[str, Any], length: int) -> TrialOutcome | bool:
+        trial = self._trials[trial_id]
+        if trial.error is not None:  # the trial fails as it starts, as a real one would
+            self.result.invalid += 1
+            return TrialOutcome(trial_id, length, False, kind="invalid", message=trial.error)
+        planned = (hparams.get("training") or {}).get("max_epochs")
+        if trial.answered or (planned is not None and length < int(planned)):
+            raise TabularError(
+                f"trial {trial_id} asked for length {length} "
+                f"(planned max_epochs {planned}, already answered {trial.answered}): the "
+                "NB201 table holds final results only, so the tabular backend answers one "
+                "full-length ValidateAfter per trial; turn early stopping (ASHA) off"
+            )
+        assert trial.arch is not None
+        if trial.arch in self._by_arch:  # a duplicate: answer at no cost
+            return self._duplicate(trial_id, length, self._by_arch[trial.arch])
+        if trial.arch in self._inflight:  # a duplicate of a query still running: wait for it
+            self._inflight[trial.arch].append((trial_id, length))
+            self._busy[trial_id] = length
+            return True
+        self._inflight[trial.arch] = []  # later repeats wait for this query's result
+        return False
+
+    def start(self, trial_id: int, hparams: Mapping[str, Any], length: int) -> None:
+        trial = self._trials[trial_id]
+        assert trial.row is not None
+        metrics = self.benchmark.observe(trial.row, self.seed, length)
+        self._started += 1
+        self._busy[trial_id] = length
+        self.workers.start((trial_id, length, metrics), metrics["train_time_s"])
+
+    def wait(self, timeout_s: float) -> list[TrialOutcome]:
+        """The next query to finish on the simulated clock, then the duplicates waiting
+        for it (the clock jumps; nothing waits in real time)."""
+        if self.workers.busy == 0:
+            return []
+        start, finish, (trial_id, length, metrics) = self.workers.pop_next()
+        trial = self._trials[trial_id]
+        assert trial.arch is not None and trial.row is not None
+        trial.answered = length
+        del self._busy[trial_id]
+        self._by_arch[trial.arch] = metrics
+        self.result.queries.append(
+            TabularQuery(
+                len(self.result.queries),
+                trial_id,
+                trial.arch,
+                trial.row,
+                dict(metrics),
+                start,
+                finish,
+            )
+        )
+        out = [TrialOutcome(trial_id, length, True, dict(metrics), seconds=finish - start)]
+        for dup_id, dup_length in self._inflight.pop(trial.arch, []):
+            del self._busy[dup_id]
+            out.append(self._duplicate(dup_id, dup_length, metrics))
+        return out
+
+    def running(self) -> list[tuple[int, int]]:
+        return list(self._busy.items())
+
+    def elapsed_s(self) -> float:
+        return self.workers.now
+
+    # -- internals -------------------------------------------------------------------------
+    def _duplicate(self, trial_id: int, length: int, metrics: Mapping[str, Any]) -> TrialOutcome:
+        """An earlier query's metrics for a repeat (ends the run past ``max_duplicates``)."""
+        self.result.duplicates += 1
+        if self.result.duplicates > self.max_duplicates:
+            # Repeats are free, so a method that only repeats would never end: stop it.
+            self.result.stalled = True
+            raise BackendStop("stalled: the method only proposes repeats")
+        self._trials[trial_id].answered = length
+        return TrialOutcome(trial_id, length, True, dict(metrics))
 
     def _space(self, hparams: Mapping[str, Any]) -> SearchSpace:
         name = str(hparams.get("space", "nb201"))
@@ -372,83 +396,30 @@ class TabularRunner:
             self._spaces[key] = get_space(name, **options)
         return self._spaces[key]
 
-    def _create(self, op: Create) -> None:
-        trial = _Trial(dict(op.hparams))
-        self._trials[op.trial_id] = trial
-        self._ops.extend(self.method.on_trial_created(op.trial_id))
-        try:
-            space = self._space(trial.hparams)
-            if space.name != "nb201":
-                raise ArchitectureError(f"the NB201 table cannot answer space {space.name!r}")
-            trial.arch = space.from_hparams(trial.hparams)
-            trial.row = self.benchmark.row_of(trial.arch)
-            trial.key = trial.arch
-        except ArchitectureError as exc:
-            trial.error = str(exc)
 
-    def _close_if_idle(self, trial_id: int) -> list[Operation]:
-        """``on_trial_closed`` once a trial was asked to close (or exited) and has no work."""
-        trial = self._trials[trial_id]
-        if trial.closed or trial.busy or not (trial.close_requested or trial.exited):
-            return []
-        trial.closed = True
-        return self.method.on_trial_closed(trial_id)
-
-    def _validate_after(self, op: ValidateAfter) -> None:
-        trial = self._trials.get(op.trial_id)
-        if trial is None:
-            raise TabularError(f"ValidateAfter for unknown trial {op.trial_id}")
-        if trial.exited or trial.closed:
-            return
-        if trial.error is not None:  # the trial fails as it starts, as a real one would
-            trial.exited = True
-            self.result.invalid += 1
-            self._ops.extend(
-                self.method.on_trial_exited_early(op.trial_id, ExitReason.INVALID_HP, trial.error)
-            )
-            self._ops.extend(self._close_if_idle(op.trial_id))
-            return
-        planned = (trial.hparams.get("training") or {}).get("max_epochs")
-        if trial.answered or (planned is not None and op.length < int(planned)):
-            raise TabularError(
-                f"trial {op.trial_id} asked for length {op.length} "
-                f"(planned max_epochs {planned}, already answered {trial.answered}): the "
-                "NB201 table holds final results only, so the tabular runner answers one "
-                "full-length ValidateAfter per trial; turn early stopping (ASHA) off"
-            )
-        assert trial.key is not None
-        trial.busy = True
-        if trial.key in self._by_key:  # a duplicate: answer at no cost
-            self._ops.extend(
-                self._answer_duplicate(op.trial_id, op.length, self._by_key[trial.key])
-            )
-        elif trial.key in self._inflight:  # a duplicate of a query still running: wait for it
-            self._inflight[trial.key].append((op.trial_id, op.length))
-        else:
-            self._inflight[trial.key] = []
-            self._waiting.append((op.trial_id, op.length))
-
-    def _answer_duplicate(
-        self, trial_id: int, length: int, metrics: Mapping[str, Any]
-    ) -> list[Operation]:
-        """Report an earlier query's metrics for a duplicate trial; returns the method's ops."""
-        self.result.duplicates += 1
-        if self.result.duplicates > self.max_duplicates:
-            # Repeats are free, so a method that only repeats would never end: stop it.
-            self.result.stalled = True
-            return []
-        trial = self._trials[trial_id]
-        trial.answered = length
-        trial.busy = False
-        ops = self.method.on_validation_completed(trial_id, dict(metrics), length)
-        return ops + self._close_if_idle(trial_id)
-
-    def _start(self, trial_id: int, length: int) -> None:
-        trial = self._trials[trial_id]
-        assert trial.row is not None and trial.key is not None
-        metrics = self.benchmark.observe(trial.row, self.seed, length)
-        self._started += 1
-        self.workers.start((trial_id, length, metrics), metrics["train_time_s"])
+def run_on_table(
+    method: MethodLike,
+    benchmark: NB201Benchmark,
+    *,
+    max_queries: int,
+    max_concurrent: int = 1,
+    seed: int = 0,
+    max_duplicates: int | None = None,
+) -> TabularRunResult:
+    """Run ``method`` (a search method or a baseline with the same events) over the table."""
+    backend = TabularBackend(
+        benchmark,
+        max_queries=max_queries,
+        max_concurrent=max_concurrent,
+        seed=seed,
+        max_duplicates=max_duplicates,
+    )
+    loop = SearchLoop(method, backend)
+    loop.start()
+    reason = loop.run()
+    backend.result.shutdown = reason == "shutdown"
+    backend.result.sim_time_s = backend.workers.now
+    return backend.result
 
 
 def load_benchmark(
@@ -480,25 +451,26 @@ def run_search_on_table(
             "set early_stopping.name: none"
         )
     method = SearchMethod(config)
-    runner = TabularRunner(
+    result = run_on_table(
         method,
         benchmark,
         max_queries=max_queries or config.budget.max_trials,
         max_concurrent=config.budget.max_concurrent,
         seed=config.seed if noise_seed is None else noise_seed,
     )
-    return method, runner.run()
+    return method, result
 
 
 __all__ = [
     "DATASET_PREFIX",
     "NB201Benchmark",
     "SimulatedWorkers",
+    "TabularBackend",
     "TabularError",
     "TabularQuery",
     "TabularRunResult",
-    "TabularRunner",
     "load_benchmark",
+    "run_on_table",
     "run_search_on_table",
     "table_devices",
 ]

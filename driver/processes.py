@@ -1,4 +1,4 @@
-"""Trial child processes for the local runner: launch, watch, time out, collect the result.
+"""Trial child processes for the local backend: launch, watch, time out, collect the result.
 
 Each ``ValidateAfter`` becomes one child ``python -m hwnas.trials.local --request REQ --result RES``
 in its own process group (so a timeout kills the trial and anything it forked). The child's
@@ -15,30 +15,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from hwnas.atomic import write_json_atomic
+from hwnas.driver.backend import FAILURE_KINDS, TrialOutcome
 
 #: The child command; the runner appends ``--request REQ --result RES``.
 DEFAULT_TRIAL_COMMAND = (sys.executable, "-m", "hwnas.trials.local")
-
-#: Failure kinds a finished child can have (the trial contract's plus the runner's own).
-FAILURE_KINDS = ("invalid", "oom", "nan", "error", "timeout", "crash")
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    """What one child run produced: metrics, or a failure kind and message."""
-
-    trial_id: int
-    length: int
-    ok: bool
-    metrics: dict[str, Any] = field(default_factory=dict)
-    kind: str = ""
-    message: str = ""
-    seconds: float = 0.0
 
 
 @dataclass
@@ -289,8 +274,6 @@ def visible_gpus() -> list[str]:
 
 __all__ = [
     "DEFAULT_TRIAL_COMMAND",
-    "FAILURE_KINDS",
-    "TrialOutcome",
     "TrialPool",
     "kill_stale_child",
     "outcome_from_result",

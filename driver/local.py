@@ -1,0 +1,452 @@
+"""Local backend: trials as child processes on this machine, and ``run_search`` around the loop.
+
+``LocalBackend`` runs each requested length as one child ``python -m hwnas.trials.local``
+(``hwnas.driver.processes``) in the trial's folder ``OUT/trials/<id>/`` (checkpoint, per-trial
+``log.txt``): one child per visible GPU, else on the CPU. A child's result file outlives an
+interruption, so a resumed search uses it instead of training again.
+
+``run_search`` drives a ``SearchMethod`` over it with the driver loop (``hwnas.driver.loop``).
+After every event the method's, the loop's and the backend's state are written atomically to
+``OUT/state.json``, with the config copied to ``OUT/config.yaml``. ``run_search(None, OUT,
+resume=True)`` (``hwnas search --resume OUT``) continues from there: runs that were in flight
+start again first, and a trial resumes from its checkpoint (or its already-written result is
+used, so nothing trains twice). Ctrl-C and SIGTERM take effect at the next safe point (between
+events); children run in their own process groups, die with the search (Linux
+``PR_SET_PDEATHSIG``) and are killed as a group on timeout (``runner.trial_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.atomic import atomic_open, write_json_atomic
+from hwnas.driver.backend import TrialBackend, TrialOutcome
+from hwnas.driver.loop import SearchLoop
+from hwnas.driver.processes import (
+    DEFAULT_TRIAL_COMMAND,
+    TrialPool,
+    kill_stale_child,
+    outcome_from_result,
+    read_result,
+    visible_gpus,
+)
+from hwnas.driver.progress import ProgressView, SearchStatus
+from hwnas.searchers.config import ConfigError, SearchConfig, load_config
+from hwnas.searchers.method import SearchMethod, StateVersionError
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.yaml"
+#: Version 2: the driver loop's layout (method, loop and backend sections).
+STATE_VERSION = 2
+
+
+class RunnerError(RuntimeError):
+    """A local search cannot start or continue (bad output folder, corrupt state)."""
+
+
+class StopRequested(Exception):
+    """Raised at a safe point after Ctrl-C / SIGTERM, or by the ``stop_after_events`` hook."""
+
+
+class LocalBackend(TrialBackend):
+    """Trials as child processes in ``out_dir/trials/<id>/``; see the module docstring."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        slots: list[str | None],
+        *,
+        threads_per_trial: int,
+        timeout_s: float | None = None,
+        command: Sequence[str] | None = None,
+        log: Any = None,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.pool = TrialPool(
+            tuple(command) if command else DEFAULT_TRIAL_COMMAND,
+            slots,
+            timeout_s=timeout_s,
+            threads_per_trial=threads_per_trial,
+            extra_env=_python_path_env(),
+        )
+        self.log = log or (lambda message: None)
+        self.elapsed_before = 0.0
+        self._started = time.monotonic()
+
+    @staticmethod
+    def trial_folder(out_dir: Path, trial_id: int) -> Path:
+        """Where trial ``trial_id`` of the search in ``out_dir`` keeps its files."""
+        return Path(out_dir) / "trials" / str(trial_id)
+
+    def trial_dir(self, trial_id: int) -> Path:
+        return self.trial_folder(self.out_dir, trial_id)
+
+    @property
+    def free_slots(self) -> int:
+        return self.pool.free_slots
+
+    def create(self, trial_id: int, hparams: Mapping[str, Any]) -> None:
+        (self.trial_dir(trial_id) / "checkpoint").mkdir(parents=True, exist_ok=True)
+
+    def answer(self, trial_id: int, hparams: Mapping[str, Any], length: int) -> TrialOutcome | bool:
+        existing = read_result(self.trial_dir(trial_id) / f"result_{length}.json")
+        if existing is None:
+            return False
+        # Finished before an interruption but not yet delivered: use it, don't retrain.
+        self.log(f"trial {trial_id}: using the saved result for length {length}")
+        return outcome_from_result(trial_id, length, existing)
+
+    def start(self, trial_id: int, hparams: Mapping[str, Any], length: int) -> None:
+        trial_dir = self.trial_dir(trial_id)
+        request = {
+            "hparams": dict(hparams),
+            "length": length,
+            "checkpoint_dir": str((trial_dir / "checkpoint").resolve()),
+            "trial_id": trial_id,
+        }
+        self.pool.launch(trial_id, length, request, trial_dir)
+        self.log(f"trial {trial_id}: training to length {length}")
+
+    def wait(self, timeout_s: float) -> list[TrialOutcome]:
+        outcomes = self.pool.wait(0.2, max_wait_s=timeout_s)
+        for o in outcomes:
+            if o.ok:
+                self.log(
+                    f"trial {o.trial_id}: length {o.length} done in {o.seconds:.1f} s "
+                    f"({_short_metrics(o.metrics)})"
+                )
+        return outcomes
+
+    def running(self) -> list[tuple[int, int]]:
+        return [(p.trial_id, p.length) for p in self.pool.running.values()]
+
+    def stop_all(self) -> list[tuple[int, int]]:
+        running = self.running()
+        self.pool.kill_all()
+        return running
+
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self._started)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            # Child pids, so a resume after a hard kill can stop any that outlived us.
+            "pids": {str(p.trial_id): p.popen.pid for p in self.pool.running.values()},
+            "elapsed_s": self.elapsed_s(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        for tid, pid in state.get("pids", {}).items():
+            marker = str(self.trial_dir(int(tid)).resolve())
+            if kill_stale_child(int(pid), marker):
+                self.log(f"trial {tid}: stopped child {pid} left by the previous run")
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or interrupted) local search did."""
+
+    out_dir: Path
+    finished: bool
+    interrupted: bool
+    events: int
+    trials: int
+    completed: int
+    failed: int
+    elapsed_s: float
+    reason: str = ""
+    report_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["out_dir"] = str(self.out_dir)
+        return data
+
+
+def resolve_slots(config: SearchConfig, override: int | None) -> tuple[list[str | None], int]:
+    """Slots (CUDA device per slot, None = CPU) and threads per CPU trial."""
+    cpus = os.cpu_count() or 1
+    devices = config.runner.devices
+    if devices == "cpu":
+        gpus: list[str] = []
+    elif devices == "auto":
+        gpus = visible_gpus()
+    else:
+        gpus = [str(d) for d in devices]
+    if override is not None and override < 1:
+        raise RunnerError(f"--concurrency must be >= 1, got {override}")
+    if gpus:
+        n = override or len(gpus)
+        slots: list[str | None] = [gpus[i % len(gpus)] for i in range(n)]
+        return slots, max(1, cpus // n)
+    n = override or max(1, min(config.budget.max_concurrent, 2, cpus))
+    return [None] * n, max(1, cpus // n)
+
+
+@contextlib.contextmanager
+def _deferred_interrupts(flag: dict[str, str]) -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into a request honoured between events (``flag["reason"]``), so
+    state.json never misses an operation that was half carried out. A second Ctrl-C
+    interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def request(signum: int, frame: Any) -> None:
+        flag["reason"] = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def search_status(loop: SearchLoop, method: SearchMethod, backend: TrialBackend) -> SearchStatus:
+    """A snapshot of a search for the progress display."""
+    from hwnas.report import front_summary
+
+    records = method.records()
+    try:
+        front = front_summary(method)
+    except Exception as exc:  # the display must never stop the search
+        front = {"error": str(exc)}
+    return SearchStatus(
+        running=len(backend.running()),
+        waiting=len(loop.waiting),
+        created=len(records),
+        closed=sum(1 for r in records if r.status.terminal and not r.status.is_failure),
+        failed=sum(1 for r in records if r.status.is_failure),
+        events=loop.events,
+        evaluations=sum(len(r.results) for r in records),
+        elapsed_s=backend.elapsed_s(),
+        progress=float(method.progress()),
+        front=front,
+    )
+
+
+def _save(out: Path, loop: SearchLoop, method: SearchMethod, backend: LocalBackend) -> None:
+    state = {
+        "version": STATE_VERSION,
+        "method": method.state_dict(),
+        "loop": loop.state_dict(),
+        "backend": backend.state_dict(),
+    }
+    write_json_atomic(out / STATE_FILE, state, allow_nan=True)
+
+
+def load_state(out_dir: str | Path) -> dict[str, Any]:
+    """The saved ``state.json`` of a search folder, with a clear error when missing/corrupt."""
+    path = Path(out_dir) / STATE_FILE
+    try:
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+    except FileNotFoundError:
+        raise RunnerError(f"{path}: no saved search here (nothing to resume or report)") from None
+    except (OSError, ValueError) as exc:
+        raise RunnerError(f"{path}: cannot read the saved search: {exc}") from None
+    if not isinstance(state, dict):
+        raise RunnerError(f"{path}: not an hwnas search state")
+    if state.get("version") != STATE_VERSION:
+        raise RunnerError(
+            f"{path}: search state version {state.get('version')!r} was written by another "
+            f"hwnas (this one reads version {STATE_VERSION}); finish that search with the "
+            "hwnas that started it, or start a new one"
+        )
+    return state
+
+
+def restore_method(state: Mapping[str, Any], path: Path) -> SearchMethod:
+    """The search method of a saved state; ``RunnerError`` naming the file when it is bad."""
+    try:
+        return SearchMethod.from_state(state["method"])
+    except StateVersionError as exc:
+        raise RunnerError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunnerError(f"{path}: the saved search method is malformed: {exc!r}") from None
+
+
+def run_search(
+    config: str | Path | SearchConfig | None,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    concurrency: int | None = None,
+    trial_command: Sequence[str] | None = None,
+    progress: ProgressView | None = None,
+    stop_after_events: int | None = None,
+    write_report: bool = True,
+) -> RunSummary:
+    """Run (or, with ``resume=True``, continue) a local search writing into ``out_dir``.
+
+    ``config`` is a YAML path or a validated ``SearchConfig`` (ignored on resume: the copy in
+    ``out_dir/config.yaml`` is used). ``trial_command`` replaces ``python -m hwnas.trials.local``
+    (it gets ``--request REQ --result RES`` appended); ``stop_after_events`` interrupts the run
+    after that many events, as a Ctrl-C would (for tests). Raises ``ConfigError`` before any
+    trial starts when the config is invalid.
+    """
+    out = Path(out_dir)
+    if resume:
+        state = load_state(out)
+        cfg = load_config(out / CONFIG_FILE)
+        method = restore_method(state, out / STATE_FILE)
+    else:
+        if config is None:
+            raise RunnerError("a config is needed to start a search")
+        cfg = config if isinstance(config, SearchConfig) else load_config(config)
+        if (out / STATE_FILE).exists():
+            raise RunnerError(
+                f"{out} already holds a search ({STATE_FILE}); use --resume {out} to continue "
+                "it or choose another --out"
+            )
+        method = SearchMethod(cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_config_copy(config, cfg, out / CONFIG_FILE)
+    view = progress if progress is not None else ProgressView.for_stream(sys.stderr)
+    slots, threads = resolve_slots(cfg, concurrency)
+    backend = LocalBackend(
+        out,
+        slots,
+        threads_per_trial=threads,
+        timeout_s=cfg.runner.trial_timeout_s,
+        command=trial_command,
+        log=view.log,
+    )
+    interrupt: dict[str, str] = {}
+
+    def after_event(loop: SearchLoop) -> None:
+        """A safe point: save, show, and stop here if asked to."""
+        _save(out, loop, method, backend)
+        view.update(search_status(loop, method, backend))
+        if stop_after_events is not None and loop.events >= stop_after_events:
+            raise StopRequested(f"stopped after {loop.events} events (test hook)")
+        if interrupt:
+            raise StopRequested(interrupt["reason"])
+
+    def while_waiting(loop: SearchLoop) -> None:
+        view.update(search_status(loop, method, backend))
+        if interrupt:
+            raise StopRequested(interrupt["reason"])
+
+    loop = SearchLoop(method, backend, on_change=after_event, on_wait=while_waiting, log=view.log)
+    if resume:
+        loop.load_state_dict(state["loop"])
+        backend.load_state_dict(state["backend"])
+        view.log(
+            f"resuming {out}: {loop.events} events so far, "
+            f"{len(loop.waiting)} operation(s) to issue again"
+        )
+    interrupted, reason = False, ""
+    with view, _deferred_interrupts(interrupt):
+        try:
+            if not resume:
+                loop.start()
+            reason = loop.run()
+        except (KeyboardInterrupt, StopRequested) as exc:
+            interrupted = True
+            reason = f"interrupted: {str(exc) or 'Ctrl-C'}"
+            view.log(f"{reason}; state saved, continue with: hwnas search --resume {out}")
+        finally:
+            _save(out, loop, method, backend)  # runs stopped above are queued to start again
+    files: list[str] = []
+    if write_report and not interrupted:
+        files = [str(p) for p in report_search(out, cfg, method, loop.timeline)]
+    records = method.records()
+    return RunSummary(
+        out_dir=out,
+        finished=reason == "shutdown",
+        interrupted=interrupted,
+        events=loop.events,
+        trials=len(records),
+        completed=sum(1 for r in records if r.results and not r.status.is_failure),
+        failed=sum(1 for r in records if r.status.is_failure),
+        elapsed_s=backend.elapsed_s(),
+        reason=reason,
+        report_files=files,
+    )
+
+
+def report_search(
+    out_dir: Path, config: SearchConfig, method: SearchMethod, timeline: list[dict[str, Any]]
+) -> list[Path]:
+    """Write the report files of a search folder from its method's records."""
+    from hwnas.report import write_report
+
+    meta = {
+        "name": config.name,
+        "space": {"name": config.space.name, "options": dict(config.space.options)},
+        "dataset": config.data.dataset,
+        "latency_backend": config.latency.backend,
+    }
+    return write_report(method.records(), out_dir, method.objectives, timeline=timeline, meta=meta)
+
+
+def render_report(out_dir: str | Path) -> list[Path]:
+    """Re-render the report of a search folder from its ``state.json`` (``hwnas report``)."""
+    out = Path(out_dir)
+    state = load_state(out)
+    config = load_config(out / CONFIG_FILE)
+    method = restore_method(state, out / STATE_FILE)
+    return report_search(out, config, method, list(state["loop"]["timeline"]))
+
+
+def _write_config_copy(source: Any, cfg: SearchConfig, target: Path) -> None:
+    """Keep the config with the results so ``--resume`` and ``report`` need nothing else."""
+    if isinstance(source, (str, Path)):
+        shutil.copyfile(source, target)
+        return
+    import yaml
+
+    with atomic_open(target) as fh:
+        fh.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def _python_path_env() -> dict[str, str]:
+    """Let children import hwnas even when the search was started from elsewhere: the folder
+    holding the ``hwnas`` package (a checkout's root, or site-packages), never the rooms."""
+    import hwnas
+
+    root = str(Path(hwnas.__file__).resolve().parents[1])
+    current = os.environ.get("PYTHONPATH", "")
+    parts = [root, *(p for p in current.split(os.pathsep) if p and p != root)]
+    return {"PYTHONPATH": os.pathsep.join(parts)}
+
+
+def _short_metrics(metrics: dict[str, Any]) -> str:
+    shown = []
+    for key in ("validation_accuracy", "latency_ms", "params"):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            shown.append(f"{key}={value:.4g}")
+    return ", ".join(shown) or "no metrics"
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "STATE_FILE",
+    "ConfigError",
+    "LocalBackend",
+    "RunSummary",
+    "RunnerError",
+    "load_state",
+    "render_report",
+    "report_search",
+    "resolve_slots",
+    "restore_method",
+    "run_search",
+    "search_status",
+]
