@@ -33,13 +33,13 @@ def _options(text: str) -> dict[str, Any]:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    from hwnas.latency.backends import BACKEND_NAMES
+    from hwnas.latency.backends import backend_names
 
     parser.add_argument("--space", required=True, help="search space name, e.g. nb201")
     parser.add_argument(
         "--space-options", type=_options, default={}, help='JSON, e.g. \'{"C": 16, "N": 5}\''
     )
-    parser.add_argument("--backend", default="ort-cpu", choices=BACKEND_NAMES)
+    parser.add_argument("--backend", default="ort-cpu", choices=backend_names())
     parser.add_argument("--precision", default=None, help="fp32 | fp16 | bf16 (backend-specific)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--input", type=_input_shape, default=(3, 32, 32), help="CxHxW")
