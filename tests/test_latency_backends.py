@@ -27,6 +27,8 @@ from hwnas.latency.device import cpu_facts, gpu_facts
 from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 from hwnas.latency.export import export_onnx
 from hwnas.latency.measure import measure_architecture
+from hwnas.latency.target import MeasurementTarget
+from hwnas.spaces import get_space
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
@@ -46,7 +48,7 @@ def test_gpu_backend_on_cpu_machine_names_what_is_missing(backend, names):
     if backend.startswith("trt-") and importlib.util.find_spec("tensorrt"):
         pytest.skip("tensorrt is installed here")
     with pytest.raises(BackendUnavailableError, match=names):
-        measure_architecture("nb201", ARCH, space_options={"C": 4, "N": 1}, backend=backend)
+        measure_architecture(get_space("nb201", C=4, N=1), ARCH, MeasurementTarget(backend))
 
 
 def test_unknown_backend_and_precision_are_named():
