@@ -19,6 +19,7 @@ import numpy as np
 
 from hwnas.latency.measure import measure_architecture
 from hwnas.latency.profile import sample_unique
+from hwnas.latency.target import MeasurementTarget
 from hwnas.latency.worker import OnnxWorker
 from hwnas.spaces import get_space
 
@@ -34,7 +35,7 @@ def run(space_name: str, n: int, mode: str, seed: int) -> dict[str, float]:
         for arch in archs:
             start, cpu = time.perf_counter(), time.process_time()
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
-            result = measure_architecture(space, arch, worker=worker)
+            result = measure_architecture(space, arch, MeasurementTarget(), worker=worker)
             wall = time.perf_counter() - start
             cpu = time.process_time() - cpu
             if worker is None:  # the one-shot worker has exited: its whole CPU, imports included

@@ -23,6 +23,7 @@ from rich.progress import Progress
 
 from hwnas.latency.predictor import PREDICTOR_KINDS, evaluate_predictor, fit_predictor
 from hwnas.latency.profile import measure_many, sample_unique
+from hwnas.latency.target import MeasurementTarget
 from hwnas.spaces import get_space
 from hwnas.spaces.nb201_table import default_table_path, load_table
 
@@ -68,7 +69,9 @@ def main() -> None:
         started = time.perf_counter()
         with Progress() as progress:
             task = progress.add_task("measuring on ort-cpu", total=len(archs))
-            results = measure_many(space, archs, on_result=lambda _: progress.advance(task))
+            results = measure_many(
+                space, archs, MeasurementTarget(), on_result=lambda _: progress.advance(task)
+            )
         print(
             f"measured {len(results)} in {time.perf_counter() - started:.0f} s; "
             f"load average at end: {os.getloadavg()}"

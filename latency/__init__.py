@@ -1,18 +1,21 @@
 """What an architecture COSTS: ONNX export, runtimes, timing protocol, device facts, cache,
 predictors.
 
-* ``measure_architecture(space, arch, *, backend="ort-cpu", batch=1, input_shape=(3, 32, 32),
-  num_classes=10, threads=1, cache_path=None, ...) -> LatencyResult``; ``.to_metrics()`` gives
-  the trial contract's ``latency_*`` keys. ONNX backends export here and time in a torch-free
-  ``python -m hwnas.latency.worker`` child (fresh session per measurement); call it after training,
-  never inside a timed loop.
-* ``cached_latency(...)`` reads the cache without measuring; ``LatencyPredictor.load(path or
-  "table:<device>")`` predicts milliseconds (``predict``, ``predict_many``).
-* Backends: ``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``trt-fp32/fp16/int8``, ``torch-cpu``,
-  ``torch-cuda``. GPU backends import their runtime lazily and raise
-  ``BackendUnavailableError`` naming what is missing. The native TensorRT backend is written
-  against TensorRT 10's documented API and tested only through a test double: it awaits
-  verification on hardware.
+* ``MeasurementTarget(backend="ort-cpu", precision=None, batch=1, input_shape=(3, 32, 32),
+  num_classes=10, threads=1, clock="auto", ...)``: what is measured and on what, validated
+  once; everything in it is part of the cache key.
+* ``measure_architecture(space, arch, target, *, cache_path=None, ...) -> LatencyResult``;
+  ``.to_metrics()`` gives the trial contract's ``latency_*`` keys. ONNX backends export here
+  and time in a torch-free ``python -m hwnas.latency.worker`` child (fresh session per
+  measurement); call it after training, never inside a timed loop.
+* ``cached_latency(space, arch, target, *, cache_path)`` reads the cache without measuring;
+  ``LatencyPredictor.load(path or "table:<device>")`` predicts milliseconds (``predict``,
+  ``predict_many``).
+* Backends (``BACKENDS``, ``backend_names()``): ``ort-cpu``, ``ort-cuda``, ``ort-trt``,
+  ``trt-fp32/fp16/int8``, ``torch-cpu``, ``torch-cuda``. GPU backends import their runtime
+  lazily and raise ``BackendUnavailableError`` naming what is missing. The native TensorRT
+  backend is written against TensorRT 10's documented API and tested only through a test
+  double: it awaits verification on hardware.
 * CPU backends on one thread time with the calling thread's CPU time (``clock="auto"``; the
   host wall clock is kept as ``host_median_ms``): on a shared machine that removes the time
   the OS gives other processes. ``clock="wall"`` restores plain wall-clock timing.
@@ -28,6 +31,7 @@ from typing import Any
 
 _EXPORTS = {
     "measure_architecture": "hwnas.latency.measure",
+    "MeasurementTarget": "hwnas.latency.target",
     "cached_latency": "hwnas.latency.measure",
     "LatencyResult": "hwnas.latency.result",
     "TimingConfig": "hwnas.latency.timing",
@@ -38,7 +42,8 @@ _EXPORTS = {
     "LatencyCache": "hwnas.latency.cache",
     "LatencyPredictor": "hwnas.latency.predictor",
     "get_backend": "hwnas.latency.backends",
-    "BACKEND_NAMES": "hwnas.latency.backends",
+    "BACKENDS": "hwnas.latency.backends",
+    "backend_names": "hwnas.latency.backends",
     "LatencyError": "hwnas.latency.errors",
     "ExportError": "hwnas.latency.errors",
     "BackendUnavailableError": "hwnas.latency.errors",

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from hwnas.latency.errors import LatencyError
+from hwnas.latency.target import MeasurementTarget
 from hwnas.latency.timing import TimingConfig
 
 
@@ -17,8 +18,10 @@ def _input_shape(text: str) -> tuple[int, ...]:
         dims = tuple(int(d) for d in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--input must look like 3x32x32, got {text!r}") from None
-    if not dims or any(d < 1 for d in dims):
-        raise argparse.ArgumentTypeError(f"--input dimensions must be positive, got {text!r}")
+    if len(dims) != 3 or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(
+            f"--input must be three positive dimensions CxHxW, got {text!r}"
+        )
     return dims
 
 
@@ -33,13 +36,13 @@ def _options(text: str) -> dict[str, Any]:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    from hwnas.latency.backends import BACKEND_NAMES
+    from hwnas.latency.backends import backend_names
 
     parser.add_argument("--space", required=True, help="search space name, e.g. nb201")
     parser.add_argument(
         "--space-options", type=_options, default={}, help='JSON, e.g. \'{"C": 16, "N": 5}\''
     )
-    parser.add_argument("--backend", default="ort-cpu", choices=BACKEND_NAMES)
+    parser.add_argument("--backend", default="ort-cpu", choices=backend_names())
     parser.add_argument("--precision", default=None, help="fp32 | fp16 | bf16 (backend-specific)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--input", type=_input_shape, default=(3, 32, 32), help="CxHxW")
@@ -52,12 +55,30 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="time alternately with a fixed reference net; adds the ratio (ONNX backends)",
     )
+    parser.add_argument("--compile", action="store_true", help="torch backends: torch.compile")
+    parser.add_argument("--cuda-graph", action="store_true", help="torch-cuda: CUDA graph")
     defaults = TimingConfig()
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s, help="seconds")
     parser.add_argument("--min-runs", type=int, default=defaults.min_runs)
     parser.add_argument("--min-duration", type=float, default=defaults.min_duration_s)
     parser.add_argument("--max-attempts", type=int, default=defaults.max_attempts)
     parser.add_argument("--cv-threshold", type=float, default=defaults.cv_threshold)
+
+
+def _target(args: argparse.Namespace) -> MeasurementTarget:
+    """What the command measures, validated before any work starts."""
+    return MeasurementTarget(
+        backend=args.backend,
+        precision=args.precision,
+        batch=args.batch,
+        input_shape=args.input,
+        num_classes=args.num_classes,
+        threads=args.threads,
+        clock=args.clock,
+        compile=args.compile,
+        cuda_graph=args.cuda_graph,
+        reference=args.reference,
+    )
 
 
 def _timing(args: argparse.Namespace) -> TimingConfig:
@@ -82,8 +103,6 @@ def _fill(parser: argparse.ArgumentParser) -> None:
     measure = commands.add_parser("measure", help="measure one architecture")
     _common(measure)
     measure.add_argument("--arch", required=True)
-    measure.add_argument("--compile", action="store_true", help="torch backends: torch.compile")
-    measure.add_argument("--cuda-graph", action="store_true", help="torch-cuda: CUDA graph")
     measure.add_argument("--json", action="store_true", help="print the full JSON")
     measure.set_defaults(handler=run_measure)
     profile = commands.add_parser("profile", help="measure a sample, fit and save a predictor")
@@ -99,23 +118,11 @@ def _fill(parser: argparse.ArgumentParser) -> None:
 
 def run_measure(args: argparse.Namespace) -> int:
     from hwnas.latency.measure import measure_architecture
+    from hwnas.spaces import get_space
 
+    space = get_space(args.space, **args.space_options)
     result = measure_architecture(
-        args.space,
-        args.arch,
-        space_options=args.space_options,
-        backend=args.backend,
-        precision=args.precision,
-        batch=args.batch,
-        input_shape=args.input,
-        num_classes=args.num_classes,
-        threads=args.threads,
-        cache_path=args.cache,
-        compile=args.compile,
-        cuda_graph=args.cuda_graph,
-        clock=args.clock,
-        reference=args.reference,
-        timing=_timing(args),
+        space, args.arch, _target(args), cache_path=args.cache, timing=_timing(args)
     )
     summary = result.summary()
     if args.json:
@@ -140,11 +147,12 @@ def run_profile(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from hwnas.latency.measure import resolve_space
     from hwnas.latency.profile import fit_and_evaluate, measure_many, sample_unique
+    from hwnas.spaces import get_space
 
     console = Console(stderr=True)
-    space = resolve_space(args.space, args.space_options)
+    target = _target(args)  # before measuring anything: a bad setting fails at once
+    space = get_space(args.space, **args.space_options)
     archs = sample_unique(space, args.n, np.random.default_rng(args.seed))
     if len(archs) < args.n:
         console.print(f"[yellow]only {len(archs)} distinct architectures in the space")
@@ -153,15 +161,9 @@ def run_profile(args: argparse.Namespace) -> int:
         results = measure_many(
             space,
             archs,
-            backend=args.backend,
-            threads=args.threads,
-            batch=args.batch,
-            input_shape=args.input,
-            num_classes=args.num_classes,
+            target,
             cache_path=args.cache,
             timing=_timing(args),
-            clock=args.clock,
-            reference=args.reference,
             on_result=lambda _: progress.advance(task),
         )
     if args.measurements:

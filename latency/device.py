@@ -95,10 +95,3 @@ def device_facts(kind: str, *, threads: int | None = None, index: int = 0) -> di
     if kind == "gpu":
         return gpu_facts(index)
     return cpu_facts(threads)
-
-
-def device_id(facts: dict[str, Any]) -> str:
-    """A short, stable identity for cache keys, e.g. ``cpu:AMD EPYC:t1`` or ``gpu:H100:550.54``."""
-    if facts.get("kind") == "gpu":
-        return f"gpu:{facts.get('name', 'unknown')}:{facts.get('driver', 'unknown')}"
-    return f"cpu:{facts.get('name', 'unknown')}:t{facts.get('threads')}"

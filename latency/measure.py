@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hwnas.latency.backends import BackendOptions, backend_artefact, get_backend
+from hwnas.latency.backends import Backend
 from hwnas.latency.cache import LatencyCache, cache_key
 from hwnas.latency.device import cpu_model
 from hwnas.latency.result import LatencyResult
+from hwnas.latency.target import MeasurementTarget
 from hwnas.latency.timing import TimingConfig, TimingStats, time_callable
 
 if TYPE_CHECKING:
@@ -38,40 +39,42 @@ def _version(dist: str) -> str:
 
 
 def target_fields(
-    space: SearchSpace,
-    arch: str,
-    *,
-    backend: str,
-    precision: str,
-    batch: int,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    threads: int,
-    extra: dict[str, Any] | None = None,
+    space: SearchSpace, arch: str, target: MeasurementTarget, backend: Backend
 ) -> dict[str, Any]:
-    """Everything that changes a figure: the cache key's contents."""
-    artefact = backend_artefact(backend)
-    libs = {"torch": _version("torch")} if artefact == "torch" else {}
-    if artefact == "onnx":
+    """Everything that changes a figure: the cache key's contents. ``arch`` is validated and
+    ``backend`` is ``target.create_backend()`` (it resolves the precision and the clock).
+
+    The layout is the one caches were written with; a test holds it to the old recipe, since
+    any change would orphan every existing cache."""
+    name = target.backend
+    libs = {"torch": _version("torch")} if backend.artefact == "torch" else {}
+    if backend.artefact == "onnx":
         libs.update({"onnxruntime": _version("onnxruntime")})
         libs.update({"onnxruntime-gpu": _version("onnxruntime-gpu")})
-        if backend.startswith("trt-"):
+        if name.startswith("trt-"):
             libs["tensorrt"] = _version("tensorrt")
-    kind = "gpu" if ("cuda" in backend or "trt" in backend) else "cpu"
-    device = f"cpu:{cpu_model()}:t{threads}" if kind == "cpu" else f"gpu:{_gpu_name()}"
-    return {
+    if backend.device_kind == "cpu":
+        device = f"cpu:{cpu_model()}:t{target.threads}"
+    else:
+        device = f"gpu:{_gpu_name()}"
+    fields: dict[str, Any] = {
         "space": space.name,
         "space_options": space.space_options(),
         "canonical_key": space.canonical_key(arch),
-        "backend": backend,
-        "precision": precision,
-        "batch": batch,
-        "input_shape": list(input_shape),
-        "num_classes": num_classes,
+        "backend": name,
+        "precision": backend.options.precision,
+        "batch": target.batch,
+        "input_shape": list(target.input_shape),
+        "num_classes": target.num_classes,
         "device": device,
         "versions": libs,
-        **(extra or {}),
+        "clock": backend.clock(),
     }
+    if backend.artefact == "torch":
+        fields.update(compile=target.compile, cuda_graph=target.cuda_graph)
+    if target.reference:
+        fields["reference"] = True
+    return fields
 
 
 def _gpu_name() -> str:
@@ -79,15 +82,6 @@ def _gpu_name() -> str:
 
     facts = gpu_facts()
     return f"{facts.get('name', 'unknown')}:{facts.get('driver', 'unknown')}"
-
-
-def resolve_space(space: SearchSpace | str, space_options: dict[str, Any] | None) -> SearchSpace:
-    """A ``SearchSpace`` from an instance or a registered name plus options."""
-    if isinstance(space, str):
-        from hwnas.spaces import get_space
-
-        return get_space(space, **(space_options or {}))
-    return space
 
 
 def build_model(space: SearchSpace, arch: str, num_classes: int, input_shape: tuple[int, ...]):
@@ -99,144 +93,44 @@ def build_model(space: SearchSpace, arch: str, num_classes: int, input_shape: tu
         return space.build(arch, num_classes=num_classes, input_shape=tuple(input_shape))
 
 
-def _target(
-    space: SearchSpace | str,
-    arch: str,
-    *,
-    space_options: dict[str, Any] | None,
-    backend: str,
-    batch: int,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    threads: int,
-    precision: str | None,
-    compile: bool = False,
-    cuda_graph: bool = False,
-    engine_cache_dir: str | None = None,
-    clock: str = "auto",
-) -> tuple[SearchSpace, str, Any, dict[str, Any]]:
-    """(space, normalised arch, configured backend, cache-key fields) for one target."""
-    space = resolve_space(space, space_options)
-    arch = space.validate(arch)
-    input_shape = tuple(int(d) for d in input_shape)
-    options = BackendOptions(
-        threads=threads,
-        compile=compile,
-        cuda_graph=cuda_graph,
-        cache_dir=engine_cache_dir,
-        clock=clock,
-    )
-    if precision is not None:
-        options.precision = precision
-    target = get_backend(backend, options)
-    extra: dict[str, Any] = {"clock": target.clock()}
-    if target.artefact == "torch":
-        extra.update(compile=compile, cuda_graph=cuda_graph)
-    fields = target_fields(
-        space,
-        arch,
-        backend=backend,
-        precision=target.options.precision,
-        batch=batch,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        threads=threads,
-        extra=extra,
-    )
-    return space, arch, target, fields
-
-
 def cached_latency(
-    space: SearchSpace | str,
-    arch: str,
-    *,
-    cache_path: str | Path,
-    backend: str = "ort-cpu",
-    batch: int = 1,
-    input_shape: tuple[int, ...] = (3, 32, 32),
-    num_classes: int = 10,
-    threads: int = 1,
-    precision: str | None = None,
-    space_options: dict[str, Any] | None = None,
-    clock: str = "auto",
+    space: SearchSpace, arch: str, target: MeasurementTarget, *, cache_path: str | Path
 ) -> LatencyResult | None:
-    """The cached figure for this target, or ``None``; never measures (for the searcher's
-    pre-filter, which must not spend compute on candidates)."""
+    """The cached figure for ``arch`` on ``target``, or ``None``; never measures (for the
+    searcher's pre-filter, which must not spend compute on candidates)."""
     if not Path(cache_path).exists():
         return None
-    _, _, _, fields = _target(
-        space,
-        arch,
-        space_options=space_options,
-        backend=backend,
-        batch=batch,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        threads=threads,
-        precision=precision,
-        clock=clock,
-    )
+    arch = space.validate(arch)
+    fields = target_fields(space, arch, target, target.create_backend())
     with LatencyCache(cache_path) as cache:
         hit = cache.get(cache_key(fields))
     return LatencyResult.from_dict(hit, cached=True) if hit is not None else None
 
 
 def measure_architecture(
-    space: SearchSpace | str,
+    space: SearchSpace,
     arch: str,
+    target: MeasurementTarget,
     *,
-    backend: str = "ort-cpu",
-    batch: int = 1,
-    input_shape: tuple[int, ...] = (3, 32, 32),
-    num_classes: int = 10,
-    threads: int = 1,
     cache_path: str | Path | None = None,
-    precision: str | None = None,
-    space_options: dict[str, Any] | None = None,
+    engine_cache_dir: str | None = None,
     model: nn.Module | None = None,
     timing: TimingConfig | None = None,
-    compile: bool = False,
-    cuda_graph: bool = False,
-    engine_cache_dir: str | None = None,
-    clock: str = "auto",
-    reference: bool = False,
     worker: OnnxWorker | None = None,
     isolate: bool = True,
 ) -> LatencyResult:
-    """Measure ``arch`` on ``backend``; reuse a cached figure for the same target if any.
+    """Measure ``arch`` on ``target``; reuse the cached figure in ``cache_path`` if any.
 
-    ``space`` is a ``SearchSpace`` or a registered name (then ``space_options`` apply).
+    ``engine_cache_dir`` keeps TensorRT engines and timing caches between calls.
     ``model`` measures an already built module (e.g. the trained one) instead of a fresh build.
-    ``clock``: CPU backends time with the thread's CPU time on one thread (``auto``), see
-    ``Backend.clock``; ``"wall"`` forces the host clock.
-    ``reference=True`` (ONNX backends) times the candidate alternately with a fixed reference
-    network and adds ``latency_ref_ratio`` (candidate / reference): the figure to rank by on a
-    machine whose load drifts.
+    ``timing`` is the protocol (``TimingConfig()`` by default).
     ``worker`` reuses a running ``OnnxWorker`` (profiling many architectures); ``isolate=False``
     times ONNX backends in this process (only for processes that do no torch compute).
     """
     start = time.perf_counter()
-    space, arch, target, fields = _target(
-        space,
-        arch,
-        space_options=space_options,
-        backend=backend,
-        batch=batch,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        threads=threads,
-        precision=precision,
-        compile=compile,
-        cuda_graph=cuda_graph,
-        engine_cache_dir=engine_cache_dir,
-        clock=clock,
-    )
-    input_shape = tuple(fields["input_shape"])
-    precision = target.options.precision
-    if reference:
-        if target.artefact != "onnx":
-            raise ValueError(f"reference=True needs an ONNX backend, not {backend!r}")
-        fields["reference"] = True
+    arch = space.validate(arch)
+    backend = target.create_backend(engine_cache_dir)
+    fields = target_fields(space, arch, target, backend)
     key = cache_key(fields)
     cache = LatencyCache(cache_path) if cache_path is not None else None
     try:
@@ -244,27 +138,25 @@ def measure_architecture(
             hit = cache.get(key)
             if hit is not None:
                 return LatencyResult.from_dict(hit, cached=True)
-        target.check_available()  # fail before spending time on export
+        backend.check_available()  # fail before spending time on export
         build_start = time.perf_counter()
         if model is None:
-            model = build_model(space, arch, num_classes, input_shape)
+            model = build_model(space, arch, target.num_classes, target.input_shape)
         build_s = time.perf_counter() - build_start
         common = {
             "space": space.name,
             "arch": arch,
             "canonical_key": fields["canonical_key"],
-            "backend": backend,
-            "precision": precision,
-            "batch": batch,
-            "input_shape": input_shape,
-            "threads": threads,
+            "backend": target.backend,
+            "precision": backend.options.precision,
+            "batch": target.batch,
+            "input_shape": target.input_shape,
+            "threads": target.threads,
         }
-        if target.artefact == "torch":
-            result = _measure_torch(target, model, common, timing, start)
+        if backend.artefact == "torch":
+            result = _measure_torch(backend, target, model, common, timing, start)
         else:
-            result = _measure_onnx(
-                target, model, common, timing, worker, isolate, start, reference, num_classes
-            )
+            result = _measure_onnx(backend, target, model, common, timing, worker, isolate, start)
         result.info["build_s"] = build_s
         if cache is not None:
             cache.put(key, fields, result.to_dict())
@@ -274,30 +166,46 @@ def measure_architecture(
             cache.close()
 
 
-def _measure_torch(target, model, common, timing, start) -> LatencyResult:
+def _measure_torch(
+    backend: Backend,
+    target: MeasurementTarget,
+    model: nn.Module,
+    common: dict[str, Any],
+    timing: TimingConfig | None,
+    start: float,
+) -> LatencyResult:
+    """Time ``model`` in this process (torch backends)."""
     from hwnas.latency.device import device_facts
 
-    loaded = target.load(model, batch=common["batch"], input_shape=common["input_shape"])
+    loaded = backend.load(model, batch=target.batch, input_shape=target.input_shape)
     try:
         stats = time_callable(loaded.run, timing)
     finally:
         loaded.close()
     facts = device_facts(
-        target.device_kind, threads=common["threads"], index=target.options.device_index
+        backend.device_kind, threads=target.threads, index=backend.options.device_index
     )
     return LatencyResult(
         **common,
         stats=stats,
         device=facts,
-        versions=target.versions(),
+        versions=backend.versions(),
         overhead_s=time.perf_counter() - start,
         info=loaded.info,
     )
 
 
 def _measure_onnx(
-    target, model, common, timing, worker, isolate, start, reference=False, num_classes=10
+    backend: Backend,
+    target: MeasurementTarget,
+    model: nn.Module,
+    common: dict[str, Any],
+    timing: TimingConfig | None,
+    worker: OnnxWorker | None,
+    isolate: bool,
+    start: float,
 ) -> LatencyResult:
+    """Export ``model`` and time the ONNX file in the torch-free worker (or here)."""
     from hwnas.latency.export import export_onnx
     from hwnas.latency.worker import OnnxWorker, handle
 
@@ -309,33 +217,33 @@ def _measure_onnx(
         exported = export_onnx(
             model,
             Path(tmp) / "model.onnx",
-            input_shape=common["input_shape"],
-            batch=common["batch"],
+            input_shape=target.input_shape,
+            batch=target.batch,
             label=label,
         )
         request = {
             "onnx_path": exported.path,
-            "backend": common["backend"],
-            "batch": common["batch"],
-            "input_shape": list(common["input_shape"]),
+            "backend": target.backend,
+            "batch": target.batch,
+            "input_shape": list(target.input_shape),
             "options": {
-                "threads": target.options.threads,
-                "precision": target.options.precision,
-                "device_index": target.options.device_index,
-                "cache_dir": target.options.cache_dir,
-                "clock": target.options.clock,
+                "threads": backend.options.threads,
+                "precision": backend.options.precision,
+                "device_index": backend.options.device_index,
+                "cache_dir": backend.options.cache_dir,
+                "clock": backend.options.clock,
             },
             "timing": (timing or TimingConfig()).to_dict(),
         }
-        if reference:
+        if target.reference:
             from hwnas.latency.reference import reference_model
 
-            ref = reference_model(common["input_shape"], num_classes)
+            ref = reference_model(target.input_shape, target.num_classes)
             request["reference_onnx_path"] = export_onnx(
                 ref,
                 Path(tmp) / "reference.onnx",
-                input_shape=common["input_shape"],
-                batch=common["batch"],
+                input_shape=target.input_shape,
+                batch=target.batch,
                 label="the reference network",
             ).path
         if not isolate:

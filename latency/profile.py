@@ -10,6 +10,7 @@ import numpy as np
 from hwnas.latency.measure import measure_architecture
 from hwnas.latency.predictor import PREDICTOR_KINDS, evaluate_predictor, fit_predictor
 from hwnas.latency.result import LatencyResult
+from hwnas.latency.target import MeasurementTarget
 from hwnas.latency.timing import TimingConfig
 
 
@@ -33,39 +34,23 @@ def sample_unique(
 def measure_many(
     space: Any,
     archs: Sequence[str],
+    target: MeasurementTarget,
     *,
-    backend: str = "ort-cpu",
-    threads: int = 1,
-    batch: int = 1,
-    input_shape: tuple[int, ...] = (3, 32, 32),
-    num_classes: int = 10,
     cache_path: str | None = None,
     timing: TimingConfig | None = None,
-    clock: str = "auto",
-    reference: bool = False,
     on_result: Callable[[LatencyResult], None] | None = None,
 ) -> list[LatencyResult]:
-    """Measure each architecture, reusing one torch-free worker for all ONNX backends."""
+    """Measure each architecture on ``target``, reusing one torch-free worker for all ONNX
+    backends."""
     from hwnas.latency.backends import backend_artefact
     from hwnas.latency.worker import OnnxWorker
 
-    worker = OnnxWorker() if backend_artefact(backend) == "onnx" else None
+    worker = OnnxWorker() if backend_artefact(target.backend) == "onnx" else None
     results = []
     try:
         for arch in archs:
             result = measure_architecture(
-                space,
-                arch,
-                backend=backend,
-                threads=threads,
-                batch=batch,
-                input_shape=input_shape,
-                num_classes=num_classes,
-                cache_path=cache_path,
-                timing=timing,
-                clock=clock,
-                reference=reference,
-                worker=worker,
+                space, arch, target, cache_path=cache_path, timing=timing, worker=worker
             )
             results.append(result)
             if on_result is not None:

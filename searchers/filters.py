@@ -69,7 +69,9 @@ class CachedLatency:
     ) -> None:
         self.space = space
         self.cache_path = cache_path
-        self.target = {
+        # Settings, not a MeasurementTarget yet: one that fails validation must be a miss at
+        # predict time, like any other cache problem, not an error here.
+        self.target_settings = {
             "backend": backend,
             "batch": batch,
             "threads": threads,
@@ -82,8 +84,10 @@ class CachedLatency:
     def predict(self, arch: str) -> float | None:
         try:
             from hwnas.latency.measure import cached_latency
+            from hwnas.latency.target import MeasurementTarget
 
-            hit = cached_latency(self.space, arch, cache_path=self.cache_path, **self.target)
+            target = MeasurementTarget(**self.target_settings)
+            hit = cached_latency(self.space, arch, target, cache_path=self.cache_path)
         except Exception:  # best effort: a cache we cannot read is a miss
             hit = None
         if hit is not None:

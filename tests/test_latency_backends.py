@@ -5,19 +5,30 @@ installed here; the double follows TensorRT 10's documented Python API)."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
 import torch
 
-from hwnas.latency.backends import BACKEND_NAMES, BackendOptions, get_backend
+from hwnas.latency.backends import (
+    BACKENDS,
+    BackendOptions,
+    backend_artefact,
+    backend_names,
+    get_backend,
+)
 from hwnas.latency.backends import ort as ort_backends
 from hwnas.latency.backends.tensorrt import TensorrtBackend, build_engine
 from hwnas.latency.device import cpu_facts, gpu_facts
 from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 from hwnas.latency.export import export_onnx
 from hwnas.latency.measure import measure_architecture
+from hwnas.latency.target import MeasurementTarget
+from hwnas.spaces import get_space
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
@@ -37,16 +48,73 @@ def test_gpu_backend_on_cpu_machine_names_what_is_missing(backend, names):
     if backend.startswith("trt-") and importlib.util.find_spec("tensorrt"):
         pytest.skip("tensorrt is installed here")
     with pytest.raises(BackendUnavailableError, match=names):
-        measure_architecture("nb201", ARCH, space_options={"C": 4, "N": 1}, backend=backend)
+        measure_architecture(get_space("nb201", C=4, N=1), ARCH, MeasurementTarget(backend))
 
 
 def test_unknown_backend_and_precision_are_named():
     with pytest.raises(BackendUnavailableError, match=r"ort-gpu.*known: ort-cpu"):
         get_backend("ort-gpu")
+    with pytest.raises(BackendUnavailableError, match=r"latency backend 'ort-gpu'.*torch-cpu"):
+        backend_artefact("ort-gpu")
     with pytest.raises(BackendUnavailableError, match="precision 'int4'"):
         get_backend("torch-cuda", BackendOptions(precision="int4"))
+
+
+def test_every_backend_registers_itself_by_name():
+    assert backend_names() == (
+        "ort-cpu", "ort-cuda", "ort-trt", "torch-cpu", "torch-cuda", "trt-fp16", "trt-fp32",
+        "trt-int8",
+    )  # fmt: skip
+    for name in backend_names():
+        backend = get_backend(name)  # constructing one imports no runtime
+        assert backend.name == name
+        assert backend_artefact(name) == backend.artefact
+        assert backend.artefact == ("torch" if name.startswith("torch-") else "onnx")
+    # One TensorRT class serves three names, each with its precision fixed.
+    assert {BACKENDS.get(f"trt-{p}") for p in ("fp32", "fp16", "int8")} == {TensorrtBackend}
     assert get_backend("trt-fp16").options.precision == "fp16"
-    assert set(BACKEND_NAMES) >= {"ort-cpu", "ort-cuda", "ort-trt", "trt-fp32", "torch-cpu"}
+    assert get_backend("trt-int8", BackendOptions(precision="fp32")).options.precision == "int8"
+
+
+# Runs in a fresh interpreter: look ort-cpu up through the registry (which imports every
+# built-in backend module) and time a real ONNX file as the worker does; torch, TensorRT and
+# CUDA must never load.
+_TORCH_FREE_WORKER = """
+import json, sys
+from hwnas.latency.worker import handle
+reply = handle(json.loads(sys.argv[1]))
+heavy = sorted(m for m in ("torch", "tensorrt", "pynvml") if m in sys.modules)
+loaded = sorted(m for m in sys.modules if m.startswith("hwnas.latency.backends."))
+print(json.dumps({"ok": reply["ok"], "reply": reply, "heavy": heavy, "loaded": loaded}))
+"""
+
+
+def test_timing_worker_never_imports_torch(onnx_file):
+    request = {
+        "onnx_path": onnx_file,
+        "backend": "ort-cpu",
+        "batch": 1,
+        "input_shape": [3, 8, 8],
+        "options": {"threads": 1},
+        "timing": {"warmup_s": 0.01, "min_runs": 3, "min_duration_s": 0.01, "max_attempts": 1},
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _TORCH_FREE_WORKER, json.dumps(request)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out = json.loads(done.stdout)
+    assert out["ok"], out["reply"]
+    assert out["reply"]["stats"]["median_ms"] > 0
+    assert out["heavy"] == []
+    assert out["loaded"] == [
+        "hwnas.latency.backends.base",
+        "hwnas.latency.backends.ort",
+        "hwnas.latency.backends.tensorrt",
+        "hwnas.latency.backends.torch_backend",
+    ]
 
 
 def test_mixed_onnxruntime_install_is_refused_for_gpu(monkeypatch):

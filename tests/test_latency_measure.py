@@ -6,12 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from hwnas.latency import LatencyResult, TimingConfig, cached_latency, measure_architecture
+from hwnas.latency import (
+    LatencyResult,
+    MeasurementTarget,
+    TimingConfig,
+    cached_latency,
+    measure_architecture,
+)
 from hwnas.latency.cache import LatencyCache, cache_key
 from hwnas.latency.cli import main
 from hwnas.latency.worker import OnnxWorker
@@ -25,6 +32,7 @@ TINY_MOBILENET = {
     "stem_channels": 8,
     "head_channels": 32,
 }
+SMALL = MeasurementTarget(input_shape=(3, 16, 16))
 METRIC_KEYS = {"latency_ms", "latency_p90_ms", "latency_cv", "latency_unstable", "latency_backend"}
 
 
@@ -53,9 +61,7 @@ def test_random_architectures_measure_on_ort_cpu(space_name, options, worker):
     space = get_space(space_name, **options)
     rng = np.random.default_rng(3)
     for arch in [space.sample(rng) for _ in range(2)]:
-        result = measure_architecture(
-            space, arch, input_shape=(3, 16, 16), timing=QUICK, worker=worker
-        )
+        result = measure_architecture(space, arch, SMALL, timing=QUICK, worker=worker)
         metrics = result.to_metrics()
         assert set(metrics) >= METRIC_KEYS
         assert metrics["latency_backend"] == "ort-cpu"
@@ -67,11 +73,9 @@ def test_random_architectures_measure_on_ort_cpu(space_name, options, worker):
         json.dumps(metrics)  # flat JSON for the searcher
 
 
-def test_one_shot_worker_and_space_by_name():
+def test_one_shot_worker():
     arch = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
-    result = measure_architecture(
-        "nb201", arch, space_options={"C": 4, "N": 1}, input_shape=(3, 16, 16), timing=QUICK
-    )
+    result = measure_architecture(get_space("nb201", C=4, N=1), arch, SMALL, timing=QUICK)
     assert result.arch == arch and result.median_ms > 0 and not result.cached
 
 
@@ -79,21 +83,22 @@ def test_cache_hit_path_measures_nothing_twice(tmp_path, worker):
     space = get_space("nb201", C=4, N=1)
     arch = "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|none~2|"
     cache = tmp_path / "lat.sqlite"
-    kwargs = {"input_shape": (3, 16, 16), "timing": QUICK, "worker": worker, "cache_path": cache}
+    kwargs = {"timing": QUICK, "worker": worker, "cache_path": cache}
     before = worker.count
-    first = measure_architecture(space, arch, **kwargs)
+    first = measure_architecture(space, arch, SMALL, **kwargs)
     assert worker.count == before + 1 and not first.cached
     # Same function under another spelling (canonical key): served from the cache.
-    again = measure_architecture(space, arch, **kwargs)
+    again = measure_architecture(space, arch, SMALL, **kwargs)
     assert worker.count == before + 1 and again.cached
     assert again.stats == first.stats and again.to_metrics()["latency_cached"] is True
     # The searcher's pre-filter reads the cache without ever measuring.
-    peek = cached_latency(space, arch, cache_path=cache, input_shape=(3, 16, 16))
+    peek = cached_latency(space, arch, SMALL, cache_path=cache)
     assert peek is not None and peek.stats == first.stats
-    assert cached_latency(space, arch, cache_path=cache, input_shape=(3, 16, 16), batch=4) is None
-    assert cached_latency(space, arch, cache_path=tmp_path / "none.sqlite") is None
+    batch4 = replace(SMALL, batch=4)
+    assert cached_latency(space, arch, batch4, cache_path=cache) is None
+    assert cached_latency(space, arch, SMALL, cache_path=tmp_path / "none.sqlite") is None
     # Another target (batch 2) is a different key and is measured.
-    measure_architecture(space, arch, batch=2, **kwargs)
+    measure_architecture(space, arch, replace(SMALL, batch=2), **kwargs)
     assert worker.count == before + 2
     with LatencyCache(cache) as db:
         assert len(db) == 2
@@ -145,9 +150,7 @@ def test_torch_cpu_backend_in_process_keeps_caller_rng_and_threads():
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    result = measure_architecture(
-        space, arch, backend="torch-cpu", input_shape=(3, 16, 16), timing=QUICK
-    )
+    result = measure_architecture(space, arch, replace(SMALL, backend="torch-cpu"), timing=QUICK)
     assert torch.equal(torch.rand(3), expected)  # a trial's RNG stream is untouched
     assert torch.get_num_threads() == threads
     assert result.backend == "torch-cpu" and result.median_ms > 0 and result.export is None
@@ -155,14 +158,8 @@ def test_torch_cpu_backend_in_process_keeps_caller_rng_and_threads():
 
 def test_result_round_trips_through_json():
     arch = "|skip_connect~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|avg_pool_3x3~2|"
-    result = measure_architecture(
-        "nb201",
-        arch,
-        space_options={"C": 4, "N": 1},
-        backend="torch-cpu",
-        input_shape=(3, 16, 16),
-        timing=QUICK,
-    )
+    space = get_space("nb201", C=4, N=1)
+    result = measure_architecture(space, arch, replace(SMALL, backend="torch-cpu"), timing=QUICK)
     back = LatencyResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert back == result
 
@@ -185,19 +182,27 @@ def test_cli_bad_architecture_is_one_clear_error(capsys):
     assert err.startswith("error:") and "|oops~0|" in err
 
 
+def test_cli_bad_target_is_one_clear_error_before_any_work(tmp_path, capsys):
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
+    args = ["--space", "nb201", "--backend", "trt-fp16", "--precision", "fp32"]
+    assert main(["measure", *args, "--arch", arch]) == 2
+    assert main(["profile", *args, "--out", str(tmp_path / "p.json")]) == 2
+    assert not (tmp_path / "p.json").exists()
+    for line in capsys.readouterr().err.splitlines():
+        assert line.startswith("error: MeasurementTarget.precision='fp32' contradicts")
+
+
 def test_cpu_clock_is_thread_cpu_on_one_thread_and_wall_on_request(worker):
     space = get_space("nb201", C=4, N=1)
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
-    kwargs = {"input_shape": (3, 16, 16), "timing": QUICK, "worker": worker}
-    auto = measure_architecture(space, arch, **kwargs)
+    kwargs = {"timing": QUICK, "worker": worker}
+    auto = measure_architecture(space, arch, SMALL, **kwargs)
     assert auto.to_metrics()["latency_clock"] == "thread_cpu"
     # CPU time of the inference cannot exceed the wall time around it (tiny slack for clocks).
     assert auto.stats.median_ms <= auto.stats.host_median_ms * 1.05
-    wall = measure_architecture(space, arch, clock="wall", **kwargs)
+    wall = measure_architecture(space, arch, replace(SMALL, clock="wall"), **kwargs)
     assert wall.to_metrics()["latency_clock"] == "wall"
     assert wall.stats.median_ms == wall.stats.host_median_ms
-    with pytest.raises(ValueError, match="needs threads=1"):
-        measure_architecture(space, arch, clock="thread_cpu", threads=2, **kwargs)
 
 
 def test_cli_profile_measures_fits_and_saves(tmp_path, capsys):
@@ -229,9 +234,7 @@ def test_measures_a_given_model_and_leaves_it_as_it_was(compiled, worker):
     # A trial may hand over its torch.compile'd module (never called here; importing dynamo
     # alone takes ~10 s on a loaded 2-core box, hence slow).
     given = torch.compile(model) if compiled else model
-    result = measure_architecture(
-        space, arch, model=given, input_shape=(3, 16, 16), timing=QUICK, worker=worker
-    )
+    result = measure_architecture(space, arch, SMALL, model=given, timing=QUICK, worker=worker)
     assert result.median_ms > 0 and result.export["max_abs_diff"] <= 1e-4
     assert model.training
 
@@ -239,17 +242,14 @@ def test_measures_a_given_model_and_leaves_it_as_it_was(compiled, worker):
 def test_reference_pairing_adds_a_ratio_and_its_own_cache_key(tmp_path, worker):
     space = get_space("nb201", C=4, N=1)
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|skip_connect~2|"
-    kwargs = {"input_shape": (3, 16, 16), "timing": QUICK, "worker": worker}
-    cache = tmp_path / "c.sqlite"
-    paired = measure_architecture(space, arch, reference=True, cache_path=cache, **kwargs)
+    kwargs = {"timing": QUICK, "worker": worker, "cache_path": tmp_path / "c.sqlite"}
+    paired = measure_architecture(space, arch, replace(SMALL, reference=True), **kwargs)
     metrics = paired.to_metrics()
     assert metrics["latency_ref_ratio"] > 0 and metrics["latency_ref_ms"] > 0
-    plain = measure_architecture(space, arch, cache_path=cache, **kwargs)
+    plain = measure_architecture(space, arch, SMALL, **kwargs)
     assert not plain.cached and "latency_ref_ratio" not in plain.to_metrics()
-    again = measure_architecture(space, arch, reference=True, cache_path=cache, **kwargs)
+    again = measure_architecture(space, arch, replace(SMALL, reference=True), **kwargs)
     assert again.cached and again.to_metrics()["latency_ref_ratio"] == metrics["latency_ref_ratio"]
-    with pytest.raises(ValueError, match="ONNX backend"):
-        measure_architecture(space, arch, backend="torch-cpu", reference=True, **kwargs)
 
 
 def test_cli_mounts_under_another_parser_as_hwnas_latency():

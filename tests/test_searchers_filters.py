@@ -31,15 +31,8 @@ def test_cached_measurement_drives_the_prefilter(tmp_path):
 
     cache = tmp_path / "latency.sqlite"
     shape, classes = DATASET_SHAPES["digits"]
-    measured = latency.measure_architecture(
-        SPACE,
-        CONV,
-        backend="ort-cpu",
-        input_shape=shape,
-        num_classes=classes,
-        threads=1,
-        cache_path=str(cache),
-    ).median_ms
+    target = latency.MeasurementTarget("ort-cpu", input_shape=shape, num_classes=classes)
+    measured = latency.measure_architecture(SPACE, CONV, target, cache_path=str(cache)).median_ms
     cost = CachedLatency(
         SPACE,
         str(cache),
@@ -68,6 +61,17 @@ def test_cached_measurement_drives_the_prefilter(tmp_path):
         num_classes=classes,
     )
     assert missing.predict(CONV) is None
+    # Settings the latency module rejects (an unknown backend) are a miss too, never a crash.
+    unknown = CachedLatency(
+        SPACE,
+        str(cache),
+        backend="ort-gpu",
+        batch=1,
+        threads=1,
+        input_shape=shape,
+        num_classes=classes,
+    )
+    assert unknown.predict(CONV) is None
 
 
 def test_the_method_puts_the_cache_in_front_of_the_predictor(tmp_path):

@@ -323,16 +323,16 @@ class TrialRun:
         settings, info = self.hp.latency, self.data.info
         rng = capture_rng_state()
         start = time.perf_counter()
+        target = latency.MeasurementTarget(
+            backend=settings.backend,
+            batch=settings.batch,
+            input_shape=info.input_shape,
+            num_classes=info.num_classes,
+            threads=settings.threads,
+        )
         try:
             result = latency.measure_architecture(
-                self.space,
-                self.arch,
-                backend=settings.backend,
-                batch=settings.batch,
-                input_shape=info.input_shape,
-                num_classes=info.num_classes,
-                threads=settings.threads,
-                cache_path=settings.cache,
+                self.space, self.arch, target, cache_path=settings.cache
             )
         finally:
             restore_rng_state(rng)

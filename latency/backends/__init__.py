@@ -1,55 +1,63 @@
-"""Latency backends by name; each module imports its runtime lazily."""
+"""Latency backends by name: ``BACKENDS`` is filled by ``@BACKENDS.register(...)`` in each
+backend's module, imported on the first lookup. Those modules import their runtime (torch,
+TensorRT, ONNX Runtime, CUDA) inside methods only, so a lookup stays cheap and the torch-free
+timing worker (``python -m hwnas.latency.worker``) never loads torch."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
 from hwnas.latency.backends.base import Backend, BackendOptions, Loaded
 from hwnas.latency.errors import BackendUnavailableError
+from hwnas.registry import Registry, UnknownNameError
 
-# name -> (module, class); precision is an option, not part of the name, except for TensorRT
-# whose engines are built per precision (trt-fp16 etc., as the project's configs spell them).
-_REGISTRY: dict[str, tuple[str, str, dict]] = {
-    "ort-cpu": ("hwnas.latency.backends.ort", "OrtCpuBackend", {}),
-    "ort-cuda": ("hwnas.latency.backends.ort", "OrtCudaBackend", {}),
-    "ort-trt": ("hwnas.latency.backends.ort", "OrtTensorrtBackend", {}),
-    "trt-fp32": ("hwnas.latency.backends.tensorrt", "TensorrtBackend", {"precision": "fp32"}),
-    "trt-fp16": ("hwnas.latency.backends.tensorrt", "TensorrtBackend", {"precision": "fp16"}),
-    "trt-int8": ("hwnas.latency.backends.tensorrt", "TensorrtBackend", {"precision": "int8"}),
-    "torch-cpu": ("hwnas.latency.backends.torch_backend", "TorchCpuBackend", {}),
-    "torch-cuda": ("hwnas.latency.backends.torch_backend", "TorchCudaBackend", {}),
-}
-BACKEND_NAMES = tuple(_REGISTRY)
+#: Backend classes by name. Precision is an option, not part of the name, except for native
+#: TensorRT, whose engines are built per precision (``trt-fp16`` etc., registered with a fixed
+#: ``precision``).
+BACKENDS: Registry[type[Backend]] = Registry(
+    "latency backend",
+    (
+        "hwnas.latency.backends.ort",
+        "hwnas.latency.backends.tensorrt",
+        "hwnas.latency.backends.torch_backend",
+    ),
+)
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every registered backend name, sorted (argparse choices, config checks)."""
+    return BACKENDS.names()
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as ``name``; ``BackendUnavailableError`` naming the known ones."""
+    try:
+        return BACKENDS.get(name)
+    except UnknownNameError as exc:
+        raise BackendUnavailableError(str(exc)) from None
 
 
 def get_backend(name: str, options: BackendOptions | None = None) -> Backend:
-    """The backend registered as ``name``, configured with ``options``."""
-    if name not in _REGISTRY:
-        raise BackendUnavailableError(
-            f"unknown latency backend {name!r}; known: {', '.join(BACKEND_NAMES)}"
-        )
-    module_name, class_name, fixed = _REGISTRY[name]
-    options = dataclasses.replace(options or BackendOptions(), **fixed)
-    cls = getattr(importlib.import_module(module_name), class_name)
+    """The backend registered as ``name``, configured with ``options`` (its fixed settings,
+    e.g. ``trt-fp16``'s precision, win)."""
+    cls = backend_class(name)
+    options = dataclasses.replace(options or BackendOptions(), **BACKENDS.fixed(name))
     return cls(options)
 
 
 def backend_artefact(name: str) -> str:
-    """``"onnx"`` or ``"torch"`` without importing the backend's module."""
-    if name not in _REGISTRY:
-        raise BackendUnavailableError(
-            f"unknown latency backend {name!r}; known: {', '.join(BACKEND_NAMES)}"
-        )
-    return "torch" if name.startswith("torch-") else "onnx"
+    """What the backend loads: ``"onnx"`` (an exported file) or ``"torch"`` (the module)."""
+    return backend_class(name).artefact
 
 
 __all__ = [
-    "BACKEND_NAMES",
+    "BACKENDS",
     "Backend",
     "BackendOptions",
     "BackendUnavailableError",
     "Loaded",
     "backend_artefact",
+    "backend_class",
+    "backend_names",
     "get_backend",
 ]

@@ -1,4 +1,4 @@
-"""The interface every latency backend implements, and the registry of backend names.
+"""The interface every latency backend implements (the registry is ``hwnas.latency.backends``).
 
 A backend turns an artefact (an ONNX file, or a torch module for the torch backends) into a
 zero-argument callable that runs one inference; ``hwnas.latency.timing`` times that callable. The

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.latency.backends import BACKENDS
 from hwnas.latency.backends.base import Backend, Loaded
 from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 
@@ -122,6 +123,7 @@ class _OrtBackend(Backend):
         return Loaded(run=once, info={"providers": session.get_providers(), "clock": self.clock()})
 
 
+@BACKENDS.register("ort-cpu")
 class OrtCpuBackend(_OrtBackend):
     """ONNX Runtime on the CPU, ``intra_op_num_threads`` from ``options.threads`` (default 1)."""
 
@@ -130,6 +132,7 @@ class OrtCpuBackend(_OrtBackend):
     providers = ("CPUExecutionProvider",)
 
 
+@BACKENDS.register("ort-cuda")
 class OrtCudaBackend(_OrtBackend):
     """ONNX Runtime's CUDA provider with IO binding, so host copies stay out of the figure."""
 
@@ -159,6 +162,7 @@ class OrtCudaBackend(_OrtBackend):
         return Loaded(run=once, info={"providers": session.get_providers(), "clock": "wall"})
 
 
+@BACKENDS.register("ort-trt")
 class OrtTensorrtBackend(OrtCudaBackend):
     """ONNX Runtime's TensorRT provider (engine and timing caches kept in ``cache_dir``)."""
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.atomic import atomic_open
+from hwnas.latency.backends import BACKENDS
 from hwnas.latency.backends.base import Backend, Loaded
 from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 
@@ -94,6 +95,9 @@ def build_engine(
     return bytes(serialized)
 
 
+@BACKENDS.register("trt-fp32", precision="fp32")
+@BACKENDS.register("trt-fp16", precision="fp16")
+@BACKENDS.register("trt-int8", precision="int8")
 class TensorrtBackend(Backend):
     """Engine built per precision from the ONNX file; timed with CUDA events."""
 

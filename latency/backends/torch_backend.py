@@ -6,12 +6,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hwnas.latency.backends import BACKENDS
 from hwnas.latency.backends.base import Backend, Loaded
 from hwnas.latency.errors import BackendUnavailableError, MeasurementError
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
+@BACKENDS.register("torch-cpu")
 class TorchCpuBackend(Backend):
     """Eager (or compiled) torch on the CPU with ``torch.set_num_threads(options.threads)``."""
 
@@ -51,6 +53,7 @@ class TorchCpuBackend(Backend):
         return Loaded(run=self.timed(forward), close=close, info=info)
 
 
+@BACKENDS.register("torch-cuda")
 class TorchCudaBackend(Backend):
     """Torch on CUDA: fp32/fp16/bf16, eager or compiled, optionally replayed as a CUDA graph."""
 
