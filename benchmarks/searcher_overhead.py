@@ -1,7 +1,8 @@
 """Search-method overhead: decision time per event and state size, with a fake objective.
 
-Drives ``hwnas.searchers.method.SearchMethod`` in-process (no training: a deterministic function of
-the architecture's encoding stands in for the trial) and times every event handler call.
+Drives ``hwnas.searchers.method.SearchMethod`` with the driver loop over a function backend (no
+training: a deterministic function of the architecture's encoding stands in for the trial) and
+times every event handler call.
 Reports median / p90 / p99 / max milliseconds per event (thread CPU time, which a busy shared
 machine does not inflate; wall-clock median and p99 too), the same for validation events
 alone (the ones that decide), the state's JSON size, and the time to save (``state_dict`` +
@@ -18,14 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import deque
 from typing import Any
 
 import numpy as np
 
+from hwnas.driver.function import FunctionBackend
+from hwnas.driver.loop import SearchLoop
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.method import SearchMethod
-from hwnas.searchers.operations import Close, Create, ValidateAfter
 
 
 def fake_objective(space: Any, seed: int = 0):
@@ -82,42 +83,54 @@ def make_config(trials: int, strategy: str, space: str, concurrency: int, seed: 
     return parse_config(raw)
 
 
+class TimedMethod:
+    """Forwards the loop's events to ``method``, timing each handler (thread CPU and wall)."""
+
+    def __init__(self, method: SearchMethod) -> None:
+        self.method = method
+        self.times: list[float] = []
+        self.wall_times: list[float] = []
+        self.kinds: list[str] = []
+        self.validation_times: list[float] = []
+
+    def _timed(self, name: str, *args: Any) -> list[Any]:
+        w0, t0 = time.perf_counter(), time.thread_time()
+        ops = getattr(self.method, name)(*args)
+        dt = time.thread_time() - t0
+        self.wall_times.append(time.perf_counter() - w0)
+        self.times.append(dt)
+        self.kinds.append(name)
+        if name == "on_validation_completed":
+            self.validation_times.append(dt)
+        return ops
+
+    def initial_operations(self) -> list[Any]:
+        return self._timed("initial_operations")
+
+    def on_trial_created(self, trial_id: int) -> list[Any]:
+        return self._timed("on_trial_created", trial_id)
+
+    def on_validation_completed(self, trial_id: int, metrics: Any, length: int) -> list[Any]:
+        return self._timed("on_validation_completed", trial_id, metrics, length)
+
+    def on_trial_closed(self, trial_id: int) -> list[Any]:
+        return self._timed("on_trial_closed", trial_id)
+
+    def on_trial_exited_early(self, trial_id: int, reason: Any, message: str = "") -> list[Any]:
+        return self._timed("on_trial_exited_early", trial_id, reason, message)
+
+
 def run(trials: int, strategy: str, space_name: str, concurrency: int, seed: int) -> dict:
     cfg = make_config(trials, strategy, space_name, concurrency, seed)
     method = SearchMethod(cfg)
-    objective = fake_objective(method.space, seed)
-    arch: dict[int, str] = {}
-    times: list[float] = []
-    kinds: list[str] = []
-    validation_times: list[float] = []
-    queue: deque = deque()
-
-    wall_times: list[float] = []
-
-    def timed(fn, *args):
-        w0, t0 = time.perf_counter(), time.thread_time()
-        ops = fn(*args)
-        dt = time.thread_time() - t0
-        wall_times.append(time.perf_counter() - w0)
-        times.append(dt)
-        kinds.append(fn.__name__)
-        if fn == method.on_validation_completed:
-            validation_times.append(dt)
-        queue.extend(ops)
-
-    timed(method.initial_operations)
+    timed = TimedMethod(method)
+    loop = SearchLoop(timed, FunctionBackend(fake_objective(method.space, seed)))
     started = time.perf_counter()
-    while queue:
-        op = queue.popleft()
-        if isinstance(op, Create):
-            arch[op.trial_id] = op.hparams["arch"]
-            timed(method.on_trial_created, op.trial_id)
-        elif isinstance(op, ValidateAfter):
-            metrics = objective(arch[op.trial_id], op.length)
-            timed(method.on_validation_completed, op.trial_id, metrics, op.length)
-        elif isinstance(op, Close):
-            timed(method.on_trial_closed, op.trial_id)
+    loop.start()
+    loop.run()
     wall = time.perf_counter() - started
+    times, kinds, wall_times = timed.times, timed.kinds, timed.wall_times
+    validation_times = timed.validation_times
 
     t0 = time.perf_counter()
     text = json.dumps(method.state_dict(), allow_nan=False)
@@ -136,7 +149,7 @@ def run(trials: int, strategy: str, space_name: str, concurrency: int, seed: int
         "space": space_name,
         "concurrency": concurrency,
         "events": len(times),
-        "validations": method.validations,
+        "validations": sum(len(r.results) for r in method.records()),
         "front_size": len(method.front),
         "event_ms_median": float(np.median(ms)),
         "event_ms_p90": float(np.percentile(ms, 90)),

@@ -1,4 +1,4 @@
-"""The local runner's progress display: a live ``rich`` panel on a terminal, log lines otherwise.
+"""The local backend's progress display: a live ``rich`` panel on a terminal, log lines otherwise.
 
 On a TTY the panel shows trials running / done / failed, the best feasible accuracy, the front
 size and the hypervolume, refreshed as events arrive, with log lines scrolling above it. When

@@ -443,7 +443,7 @@ def run_search_on_table(
     budget), the noise seed from ``config.seed`` unless given. Early stopping must be off.
     """
     if config.space.name != "nb201":
-        raise TabularError(f"space {config.space.name!r}: the tabular runner answers nb201 only")
+        raise TabularError(f"space {config.space.name!r}: the tabular backend answers nb201 only")
     if config.early_stopping.name != "none":
         raise TabularError(
             f"early_stopping.name is {config.early_stopping.name!r}: the NB201 table has final "

@@ -125,7 +125,7 @@ class BudgetConfig(_Model):
 
 
 class RunnerConfig(_Model):
-    """Settings for the local runner (ignored by the Determined adapter)."""
+    """Settings for the local backend (ignored by the Determined adapter)."""
 
     trial_timeout_s: float | None = Field(None, gt=0.0)
     devices: Literal["auto", "cpu"] | list[int] = "auto"

@@ -1,7 +1,7 @@
 """The metrics a trial reports, defined once: names, kinds and the range of values.
 
 Config validation uses this list to reject unknown metric names and impossible constraints;
-the local and tabular runners report these same names.
+the local and tabular backends report these same names.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ _SPECS = (
     MetricSpec("train_time_s", "wall time of training (s)", True, 0.0, math.inf, "minimize"),
 )
 
-#: Every metric a trial (or the tabular runner) may report, by name.
+#: Every metric a trial (or the tabular backend) may report, by name.
 KNOWN_METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
 
 #: Names usable as objectives or constraints.

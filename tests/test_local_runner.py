@@ -1,7 +1,7 @@
-"""The local runner with the real search method and a fast stand-in trial child.
+"""The local backend with the real search method and a fast stand-in trial child.
 
 The child (``tests/test_local_runner_child.py``) speaks the trial contract with deterministic
-fake metrics, so these tests exercise the runner's event loop, failure handling, state file
+fake metrics, so these tests exercise the driver loop, failure handling, state file
 and resume in seconds. Real trainings: ``tests/test_export_cmd.py``.
 """
 
@@ -407,3 +407,16 @@ def test_real_search_interrupted_and_resumed(tmp_path):
     assert len(finished) == len(set(finished))  # no length was trained to completion twice
     assert all(t["results"] for t in state["method"]["trials"])
     assert json.loads((out / "pareto.json").read_text())["front"]
+
+
+def test_a_state_from_the_previous_layout_fails_in_one_line_naming_its_version(tmp_path, capsys):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump(BASE_CONFIG))
+    old = {"version": 1, "method": {"version": 1, "trials": []}, "runner": {"trials": {}}}
+    (out / "state.json").write_text(json.dumps(old))
+    for argv in (("search", "--resume", str(out)), ("report", str(out))):
+        code, _, err = _hwnas(capsys, *argv)
+        assert code == 2
+        assert len(err.strip().splitlines()) == 1, err
+        assert "state.json" in err and "version 1" in err and "reads version 2" in err

@@ -1,4 +1,4 @@
-"""A fast stand-in for ``python -m hwnas.trials.local`` used by the local runner's tests.
+"""A fast stand-in for ``python -m hwnas.trials.local`` used by the local backend's tests.
 
 Run as ``python tests/test_local_runner_child.py [--crash ID] [--hang ID] [--sleep S]
 [--ledger FILE] --request REQ --result RES`` (the runner appends the last two). It speaks the

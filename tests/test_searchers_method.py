@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hwnas.driver.backend import TrialBackend, TrialOutcome
+from hwnas.driver.function import FunctionBackend, TrialFailed
 from hwnas.driver.loop import SearchLoop
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.method import SearchMethod, StateVersionError
@@ -69,47 +69,21 @@ def make_config(**overrides: Any):
     return parse_config(raw)
 
 
-class FakeBackend(TrialBackend):
-    """Trials answered by ``fake_metrics``: every run is accepted at once and runs finish in a
-    seeded random order (out of order, as on a cluster); ``fail_rate`` of them error."""
+def FakeBackend(seed: int = 0, fail_rate: float = 0.0) -> FunctionBackend:
+    """Trials answered by ``fake_metrics``, finishing in a seeded random order (out of order, as
+    on a cluster); ``fail_rate`` of the runs error with the message "boom"."""
 
-    def __init__(self, seed: int = 0, fail_rate: float = 0.0) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.fail_rate = fail_rate
-        self.jobs: list[tuple[int, int]] = []
-        self.arch: dict[int, str] = {}
-        self.created: list[int] = []
-        self.validated: list[tuple[int, int]] = []
+    def metrics(arch: str, length: int) -> dict[str, Any]:
+        if fail_rate and unit_hash(f"{arch}/{length}") < fail_rate:
+            raise TrialFailed("boom")
+        return fake_metrics(arch, length)
 
-    @property
-    def free_slots(self) -> int:
-        return 1_000_000  # the method's max_concurrent is the only limit
-
-    def create(self, trial_id, hparams) -> None:
-        self.arch[trial_id] = hparams["arch"]
-        self.created.append(trial_id)
-
-    def start(self, trial_id, hparams, length) -> None:
-        self.jobs.append((trial_id, length))
-
-    def wait(self, timeout_s: float) -> list[TrialOutcome]:
-        trial_id, length = self.jobs.pop(int(self.rng.integers(len(self.jobs))))
-        arch = self.arch[trial_id]
-        if self.fail_rate and unit_hash(f"{arch}/{length}") < self.fail_rate:
-            return [TrialOutcome(trial_id, length, False, kind="error", message="boom")]
-        self.validated.append((trial_id, length))
-        return [TrialOutcome(trial_id, length, True, fake_metrics(arch, length))]
-
-    def running(self) -> list[tuple[int, int]]:
-        return list(self.jobs)
-
-    def elapsed_s(self) -> float:
-        return float(len(self.validated))
+    return FunctionBackend(metrics, order_seed=seed)
 
 
 def run(
     method: SearchMethod,
-    backend: FakeBackend,
+    backend: FunctionBackend,
     on_change: Callable[[SearchLoop], None] | None = None,
 ) -> SearchMethod:
     """Drive ``method`` with the real driver loop; the method as it stands at the end."""
@@ -267,7 +241,7 @@ def test_invalid_and_cancelled_exits_are_recorded():
     assert len(method.running) == 2  # two new trials took the freed slots
 
 
-def _run_with_kill(cfg, kill_at: int, predictor=None) -> tuple[SearchMethod, FakeBackend, int]:
+def _run_with_kill(cfg, kill_at: int, predictor=None) -> tuple[SearchMethod, FunctionBackend, int]:
     """Run with the real loop; at event ``kill_at`` the method is rebuilt from its JSON state
     (a searcher restart), the loop and backend carry on. Returns the final method, the backend
     and the number of events."""

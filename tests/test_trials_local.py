@@ -1,4 +1,4 @@
-"""``python -m hwnas.trials.local`` end to end, as the local runner starts it."""
+"""``python -m hwnas.trials.local`` end to end, as the local backend starts it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The local runner's trial child process.
+"""The local backend's trial child process.
 
 ``python -m hwnas.trials.local --request REQ.json --result RES.json`` where REQ is
 ``{"hparams": {...}, "length": <cumulative epochs>, "checkpoint_dir": "<dir>", "trial_id": 7}``

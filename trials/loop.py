@@ -1,7 +1,7 @@
 """Train one architecture: build it through ``spaces``, train epoch by epoch with a cosine
 schedule over the planned maximum, checkpoint, validate, and report one metrics dict.
 
-The same ``TrialRun`` serves the local runner (``train_to``) and Determined
+The same ``TrialRun`` serves the local backend (``train_to``) and Determined
 (``hwnas.trials.train``).
 """
 

@@ -86,7 +86,7 @@ def require_custom_searchers() -> None:
         raise SystemExit(
             f"hwnas.driver.determined: Determined {det.__version__} has no custom searchers "
             "(determined.searcher was removed in 0.38). Run hwnas on a 0.19.6-0.37.x cluster, "
-            "or search on one machine with the local runner: hwnas search CONFIG"
+            "or search on one machine with the local backend: hwnas search CONFIG"
         ) from None
 
 

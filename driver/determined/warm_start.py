@@ -1,7 +1,7 @@
 """Earlier results for a new sweep to continue from (scheduled / recurring sweeps).
 
 A source is either a file or directory inside the context (an exported ``pareto.json`` /
-``trials.json`` / ``trials.csv``, the local runner's ``state.json``, or a downloaded searcher
+``trials.json`` / ``trials.csv``, the local backend's ``state.json``, or a downloaded searcher
 checkpoint holding ``hwnas_method.json``), ``experiment:<id>``: an earlier Determined trial
 experiment read through the SDK (``determined.experimental.client``; each trial's hparams and
 its validation metrics), or ``latest:<label>``: the newest finished experiment carrying that
