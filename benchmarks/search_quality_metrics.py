@@ -15,10 +15,19 @@ strategies and peers compared here do not plan around the budget).
     median latency over the space, so about half the cells qualify); NaN while none does.
 (c) ``best_test``: test accuracy (%) of the architecture with the best observed validation
     accuracy (what a user would deploy after a single-objective search).
+(d) ``regret``: the constrained scenario's figure, in percentage points: the best test accuracy
+    of any architecture within the latency bound (the 25th percentile of the device's latencies
+    there) minus the test accuracy of ``constrained_test``'s pick; lower is better.
+
+Noise ceiling (``oracle_curves``): what an oracle reaches that knows the true mean validation
+accuracies, trains the best cells in that order (within the bound for (b) and (d); for (a) the
+true front, largest hypervolume contribution first) and picks by the one noisy seed it
+observes, as a search does. It shows how much room the noisy-query protocol leaves.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +54,8 @@ class Reference:
     test: np.ndarray
     #: Row indices on the true front.
     front_rows: np.ndarray
+    #: Best mean test accuracy (%) of any row within the latency bound.
+    feasible_best_test: float
 
 
 def make_reference(bench: NB201Benchmark, latency_bound_ms: float | None = None) -> Reference:
@@ -62,6 +73,7 @@ def make_reference(bench: NB201Benchmark, latency_bound_ms: float | None = None)
         points=points,
         test=bench.test.copy(),
         front_rows=front,
+        feasible_best_test=float(np.max(bench.test[bench.latency_ms <= bound])),
     )
 
 
@@ -107,14 +119,62 @@ def constrained_test_curve(ref: Reference, rows: list[int], observed: list[float
     return out
 
 
-def curves(ref: Reference, rows: list[int], observed: list[float]) -> dict[str, np.ndarray]:
-    """All three figures' curves for one run (``observed``: the validation accuracies the
-    searcher saw, in any unit: only their order matters)."""
-    return {
-        "hv_ratio": hv_ratio_curve(ref, rows),
-        "constrained_test": constrained_test_curve(ref, rows, observed),
-        "best_test": best_test_curve(ref, rows, observed),
+def regret_curve(ref: Reference, rows: list[int], observed: list[float]) -> np.ndarray:
+    """``regret`` (percentage points) after each query (NaN until a row meets the bound)."""
+    return ref.feasible_best_test - constrained_test_curve(ref, rows, observed)
+
+
+#: Which way each figure improves.
+HIGHER_IS_BETTER = {"hv_ratio": True, "constrained_test": True, "best_test": True, "regret": False}
+
+
+def curves(
+    ref: Reference, rows: list[int], observed: list[float], figures: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """The figures' curves for one run (``observed``: the validation accuracies the searcher
+    saw, in any unit: only their order matters); all four unless ``figures`` names some."""
+    makers = {
+        "hv_ratio": lambda: hv_ratio_curve(ref, rows),
+        "constrained_test": lambda: constrained_test_curve(ref, rows, observed),
+        "best_test": lambda: best_test_curve(ref, rows, observed),
+        "regret": lambda: regret_curve(ref, rows, observed),
     }
+    return {f: makers[f]() for f in figures or tuple(makers)}
+
+
+def oracle_rows(ref: Reference, figure: str, n: int) -> list[int]:
+    """The first ``n`` rows the noise-ceiling oracle trains for ``figure``."""
+    valid = -ref.points[:, 0]
+    if figure == "hv_ratio":
+        return _greedy_front(ref, n)
+    rows = np.argsort(-valid, kind="stable")
+    if figure in ("constrained_test", "regret"):
+        lat = ref.points[:, 1] * ref.latency_max_ms
+        rows = rows[lat[rows] <= ref.latency_bound_ms]
+    return [int(r) for r in rows[:n]]
+
+
+def _greedy_front(ref: Reference, n: int) -> list[int]:
+    """True-front rows, each next one the largest hypervolume gain (ties: row order)."""
+    left = [int(r) for r in ref.front_rows]
+    chosen: list[int] = []
+    while left and len(chosen) < n:
+        gains = [hypervolume(ref.points[[*chosen, r]], REFERENCE_POINT) for r in left]
+        chosen.append(left.pop(int(np.argmax(gains))))
+    return chosen
+
+
+def oracle_curves(
+    ref: Reference, noisy: Callable[[int], float], n: int, figures: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """The noise ceiling of ``figures`` over ``n`` queries; ``noisy(row)`` is the validation
+    accuracy the run's seed shows for ``row``. A short oracle list keeps its last value."""
+    out = {}
+    for fig in figures:
+        rows = oracle_rows(ref, fig, n)
+        curve = curves(ref, rows, [noisy(r) for r in rows], (fig,))[fig]
+        out[fig] = np.concatenate([curve, np.full(n - len(curve), curve[-1])])
+    return out
 
 
 def queries_to_reach(mean_curve: np.ndarray, target: float) -> int | None:
@@ -124,6 +184,7 @@ def queries_to_reach(mean_curve: np.ndarray, target: float) -> int | None:
 
 
 __all__ = [
+    "HIGHER_IS_BETTER",
     "REFERENCE_POINT",
     "Reference",
     "best_test_curve",
@@ -131,5 +192,8 @@ __all__ = [
     "curves",
     "hv_ratio_curve",
     "make_reference",
+    "oracle_curves",
+    "oracle_rows",
     "queries_to_reach",
+    "regret_curve",
 ]

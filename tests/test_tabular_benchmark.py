@@ -22,7 +22,7 @@ from benchmarks.search_quality_metrics import (  # noqa: E402
     make_reference,
     queries_to_reach,
 )
-from benchmarks.search_quality_peers import OptunaMethod  # noqa: E402
+from benchmarks.search_quality_peers import make_peer  # noqa: E402
 from hwnas.driver.tabular import NB201Benchmark, run_on_table  # noqa: E402
 from hwnas.spaces.nb201_table import load_table  # noqa: E402
 
@@ -71,9 +71,11 @@ def test_pick_curves_follow_observed_validation(ref):
 
 
 def test_optuna_peer_through_the_runner_is_reproducible(bench):
-    def run(seed: int):
+    def run(seed: int, rule: str = "free"):
         objectives = [("validation_accuracy", "maximize"), ("latency_ms", "minimize")]
-        method = OptunaMethod("optuna-tpe", objectives, seed=seed, length=200)
+        method = make_peer(
+            "optuna-tpe", objectives, seed=seed, budget=20, length=200, repeat_rule=rule
+        )
         return run_on_table(method, bench, max_queries=20, seed=seed)
 
     r1, r2, r3 = run(4), run(4), run(5)
@@ -105,7 +107,8 @@ def test_cli_writes_table_json_and_plot(nb201_table_file, tmp_path, capsys):
     summary = json.loads((out / "search_quality.json").read_text())
     assert summary["meta"]["strategy_options"] == {"evolution": {"population": 6}}
     assert (out / "search_quality.png").stat().st_size > 10_000
-    assert summary["meta"]["runs"] == 2 * 3 * 2  # seeds x methods x (1 MO + 1 SO setting)
+    # seeds x methods x (1 MO + 1 SO + 4 constrained settings)
+    assert summary["meta"]["runs"] == 2 * 3 * 6
     hv = summary["overall"]["mo:all"]["hv_ratio"]
     assert set(hv) == {"random", "evolution", "optuna-random"}
     assert all(len(s["values"]) == 2 for s in hv["random"]["at"].values())
@@ -132,10 +135,17 @@ def test_default_grid_shape():
 
     args = parse_args(["--strategies", "random", "--peers", "optuna-tpe"])
     specs = build_specs(args)
-    # 20 seeds x 2 methods x (CIFAR-10: 4 devices + 1 SO run; CIFAR-100: 2 devices + 1 SO run)
-    assert len(specs) == 20 * 2 * (4 + 1 + 2 + 1)
+    # 20 seeds x 2 methods x (CIFAR-10: 4 devices + 1 SO run; CIFAR-100: 2 devices + 1 SO
+    # run; constrained: 4 devices)
+    assert len(specs) == 20 * 2 * (4 + 1 + 2 + 1 + 4)
+    assert {s.device for s in specs if s.mode == "con"} == {"raspi4", "pixel2", "eyeriss", "1080ti_1"}
     assert {s.budget for s in specs} == {200}
     assert {s.device for s in specs if s.dataset == "cifar100"} == {"raspi4", "eyeriss"}
     assert specs[0].method == "optuna-tpe"  # slow methods first
     quick = build_specs(parse_args(["--quick", "--strategies", "random", "--peers"]))
-    assert len(quick) == 3 * 2 and {s.budget for s in quick} == {50}
+    assert len(quick) == 3 * 3 and {s.budget for s in quick} == {50}
+    # the slow GP peer runs fewer seeds; Syne Tune's MOREA multi-objective runs only
+    args = parse_args(["--strategies", "random", "--peers", "optuna-gp", "--seeds", "4"])
+    args.slow_peer_seeds = 2
+    gp = [s for s in build_specs(args) if s.method == "optuna-gp"]
+    assert {s.seed for s in gp} == {0, 1}
