@@ -138,7 +138,8 @@ def test_default_grid_shape():
     # 20 seeds x 2 methods x (CIFAR-10: 4 devices + 1 SO run; CIFAR-100: 2 devices + 1 SO
     # run; constrained: 4 devices)
     assert len(specs) == 20 * 2 * (4 + 1 + 2 + 1 + 4)
-    assert {s.device for s in specs if s.mode == "con"} == {"raspi4", "pixel2", "eyeriss", "1080ti_1"}
+    con_devices = {s.device for s in specs if s.mode == "con"}
+    assert con_devices == {"raspi4", "pixel2", "eyeriss", "1080ti_1"}
     assert {s.budget for s in specs} == {200}
     assert {s.device for s in specs if s.dataset == "cifar100"} == {"raspi4", "eyeriss"}
     assert specs[0].method == "optuna-tpe"  # slow methods first
