@@ -90,7 +90,8 @@ class ScalarizationConfig(_Model):
 
 
 class StrategyConfig(_Model):
-    name: str = "random"
+    #: ``auto`` (the default) fits the setting: see ``searchers/strategies/auto.py``.
+    name: str = "auto"
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -54,7 +54,7 @@ from hwnas.searchers.operations import (
     ValidateAfter,
 )
 from hwnas.searchers.records import Result, TrialRecord, TrialStatus, jsonable
-from hwnas.searchers.strategies.base import make_strategy
+from hwnas.searchers.strategies.base import StrategyContext, make_strategy
 from hwnas.spaces import get_space
 
 #: Version 2: trial records with per-result arrival numbers; derived structures not stored.
@@ -86,13 +86,6 @@ class SearchMethod:
         self.objectives = config.to_objectives()
         es = config.early_stopping
         self.stopper = make_stopper(es.name, self.objectives, es.max_length, es.options())
-        self.strategy = make_strategy(
-            config.strategy.name,
-            self.space,
-            self.objectives,
-            np.random.default_rng(config.seed),
-            config.strategy.options,
-        )
         if cost_predictor is None:
             cost_predictor = load_cost_predictor(config.latency.predictor)
         lat = config.latency
@@ -109,6 +102,14 @@ class SearchMethod:
                 num_classes=classes,
                 fallback=cost_predictor,
             )
+        self.strategy = make_strategy(
+            config.strategy.name,
+            self.space,
+            self.objectives,
+            np.random.default_rng(config.seed),
+            config.strategy.options,
+            StrategyContext(max_trials=config.budget.max_trials, cost=cost_predictor),
+        )
         self.filter = CandidateFilter(
             self.space,
             self.objectives,

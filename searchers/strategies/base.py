@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -18,6 +19,26 @@ from pydantic import BaseModel, ConfigDict
 from hwnas.registry import Registry
 from hwnas.searchers.objectives import Objectives
 from hwnas.spaces.base import SearchSpace
+
+
+class CostSource(Protocol):
+    """Anything with ``predict(arch)``: a cost in the cost metric's units (None: unknown)."""
+
+    def predict(self, arch: str) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What the search knows beyond the objectives, for strategies that can use it.
+
+    ``max_trials``: the trial budget (None: unknown). ``cost``: the search's cost source (a
+    latency predictor, the latency cache, a table), cheap next to training; ``cost_metric``
+    is the metric it predicts. Strategies that ignore the context behave as before.
+    """
+
+    max_trials: int | None = None
+    cost: CostSource | None = None
+    cost_metric: str = "latency_ms"
 
 
 class StrategyOptions(BaseModel):
@@ -43,11 +64,14 @@ class Strategy(ABC):
         space: SearchSpace,
         objectives: Objectives,
         rng: np.random.Generator,
+        *,
+        context: StrategyContext | None = None,
         **options: Any,
     ) -> None:
         self.space = space
         self.objectives = objectives
         self.rng = rng
+        self.context = context or StrategyContext()
         self.options = self.Options(**options)
         #: Every result told, in order: ``(arch, values or None for a failure)``.
         self.history: list[tuple[str, dict[str, float] | None]] = []
@@ -156,6 +180,7 @@ STRATEGIES: Registry[type[Strategy]] = Registry(
         "hwnas.searchers.strategies.local_search",
         "hwnas.searchers.strategies.predictor",
         "hwnas.searchers.arch2vec.strategy",
+        "hwnas.searchers.strategies.auto",
     ),
 )
 
@@ -166,14 +191,17 @@ def make_strategy(
     objectives: Objectives,
     rng: np.random.Generator,
     options: Mapping[str, Any] | None = None,
+    context: StrategyContext | None = None,
 ) -> Strategy:
     """Construct the strategy registered as ``name`` with validated ``options``."""
-    return STRATEGIES.get(name)(space, objectives, rng, **dict(options or {}))
+    return STRATEGIES.get(name)(space, objectives, rng, context=context, **dict(options or {}))
 
 
 __all__ = [
     "STRATEGIES",
+    "CostSource",
     "Strategy",
+    "StrategyContext",
     "StrategyOptions",
     "make_strategy",
 ]

@@ -1,0 +1,357 @@
+"""Strategy ``auto`` (the default): Bayesian optimisation that uses what the search knows.
+
+One Gaussian process per modelled metric (``hwnas.searchers.surrogates.GaussianProcess``) is
+fitted on the space's encoding of everything told so far; the candidates are every untried
+architecture of a listable space (NB201: one per canonical key) or, for larger spaces, mutants
+of the best results plus uniform samples. Each ask scores the candidates with a real
+acquisition and proposes the best:
+
+* single objective: expected improvement over the best posterior mean of the results so far;
+* two objectives: expected hypervolume improvement (closed form) over the current feasible
+  front, the first objective uncertain and the second at its measured or predicted value;
+  more objectives or a scalarisation: the shared Thompson-sampling pick
+  (``hwnas.searchers.acquisition.pick``);
+* hard constraints: times the probability that the candidate meets them.
+
+Latency is cheap, training is not. When the search has a cost source (``latency.predictor``,
+or the latency cache: ``StrategyContext.cost``), the best ``shortlist`` candidates by the
+acquisition get their cost looked up before anything trains; the pick is rescored with the
+looked-up value (exact feasibility, exact position on the front), and every look-up also
+trains the cost model. Training queries then go only to candidates whose looked-up cost meets
+the bounds. Look-ups are remembered (state), so none is repeated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from hwnas.searchers.acquisition import candidate_pool, pick
+from hwnas.searchers.pareto import nondominated_mask, reference_point
+from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
+from hwnas.searchers.surrogates import GaussianProcess
+
+#: Spaces with at most this many architectures use all of them as the candidate pool.
+MAX_FULL_POOL = 50_000
+
+
+class AutoOptions(StrategyOptions):
+    #: Uniform samples before the first model (meeting the cost bounds when they can be
+    #: looked up).
+    initial_random: int = Field(10, ge=2)
+    encoding: Literal["onehot", "path"] = "onehot"
+    #: Candidates per ask whose cost is looked up in the cost source (when there is one).
+    shortlist: int = Field(8, ge=1)
+    #: Re-tune the GP hyperparameters every this many new results (reused in between).
+    tune_every: int = Field(5, ge=1)
+    #: Fit on at most this many results (the best half and the most recent half).
+    max_train: int = Field(400, ge=10)
+    #: Pool size per ask for spaces too large to list (half mutations of the best).
+    candidates: int = Field(2000, ge=10)
+    #: Use the search's cost source when it has one.
+    use_cost: bool = True
+
+
+@STRATEGIES.register("auto")
+class AutoSearch(Strategy):
+    """GP surrogates; EI / EHVI times the probability of feasibility; costs looked up."""
+
+    name = "auto"
+    Options = AutoOptions
+    multi_objective = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.proposed: set[str] = set()
+        self.costs: dict[str, float] = {}  # architecture -> its looked-up cost
+        self.hyper: dict[str, list[float]] = {}  # metric -> GP [length scale, noise]
+        self.tuned_size = 0
+        self._pool: tuple[list[str], list[str], np.ndarray] | None = None
+        self._enc: dict[str, np.ndarray] = {}
+
+    # -- the cost source ----------------------------------------------------------------
+    @property
+    def _cost(self) -> Any:
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        return self.context.cost if opts.use_cost else None
+
+    @property
+    def _cost_metric(self) -> str:
+        return self.context.cost_metric
+
+    def _look_up(self, arch: str) -> float | None:
+        """The cost source's figure for ``arch`` (remembered; None when it has none)."""
+        if arch in self.costs:
+            return self.costs[arch]
+        try:
+            value = self._cost.predict(arch)
+        except Exception:  # a cost source is best effort, as in the filter chain
+            value = None
+        if value is None or not math.isfinite(float(value)):
+            return None
+        self.costs[arch] = float(value)
+        return float(value)
+
+    def _cost_ok(self, value: float) -> bool:
+        return all(
+            c.satisfied(value) for c in self.objectives.constraints if c.metric == self._cost_metric
+        )
+
+    # -- features and pool --------------------------------------------------------------
+    def _features(self, archs: list[str]) -> np.ndarray:
+        enc = self.options.encoding  # type: ignore[attr-defined]
+        rows = []
+        for a in archs:
+            if a not in self._enc:
+                self._enc[a] = np.asarray(self.space.encode(a, enc), dtype=float)
+            rows.append(self._enc[a])
+        return np.array(rows, dtype=float)
+
+    def _listed_pool(self) -> tuple[list[str], list[str], np.ndarray] | None:
+        """Every architecture of a listable space, one per canonical key, with features."""
+        if self._pool is None:
+            if self.space.size() > MAX_FULL_POOL:
+                return None
+            first: dict[str, str] = {}
+            for a in self.space.enumerate():
+                first.setdefault(self.space.canonical_key(a), a)
+            archs = list(first.values())
+            enc = self.options.encoding  # type: ignore[attr-defined]
+            X = np.array([self.space.encode(a, enc) for a in archs], dtype=float)
+            self._pool = (archs, list(first), X)
+        return self._pool
+
+    def _candidates(self) -> tuple[list[str], np.ndarray]:
+        listed = self._listed_pool()
+        if listed is not None:
+            archs, keys, X = listed
+            keep = np.array([k not in self.proposed for k in keys], dtype=bool)
+            idx = np.flatnonzero(keep)
+            return [archs[i] for i in idx], X[idx]
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        ok = self.successes()
+        order = sorted(range(len(ok)), key=lambda i: (self.objectives.ranking_key(ok[i][1]), i))
+        parents = [ok[i][0] for i in order[-10:]]
+        archs = candidate_pool(self.space, self.rng, parents, opts.candidates, self.proposed)
+        return archs, self._features(archs)
+
+    # -- models ---------------------------------------------------------------------------
+    def _training(self, metric: str) -> tuple[list[str], np.ndarray]:
+        """Architectures and values of ``metric`` to fit on (looked-up costs included)."""
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        data = [(a, v[metric]) for a, v in self.successes() if metric in v]
+        if len(data) > opts.max_train:  # the best half and the most recent half
+            goal = next((o.goal for o in self.objectives.objectives if o.metric == metric), None)
+            sign = -1.0 if goal == "minimize" else 1.0
+            half = opts.max_train // 2
+            recent = data[-half:]
+            rest = sorted(data[:-half], key=lambda d: sign * d[1])[-(opts.max_train - half) :]
+            data = rest + recent
+        archs = [a for a, _ in data]
+        y = [float(v) for _, v in data]
+        if metric == self._cost_metric and self.costs:  # look-ups are training data too
+            told = set(archs)
+            extra = [(a, v) for a, v in self.costs.items() if a not in told]
+            for a, v in extra[-opts.max_train :]:
+                archs.append(a)
+                y.append(v)
+        return archs, np.array(y, dtype=float)
+
+    def _fit(self) -> dict[str, GaussianProcess]:
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        n_ok = len(self.successes())
+        tune = n_ok - self.tuned_size >= opts.tune_every or not self.hyper
+        models = {}
+        for m in self.objectives.modelled_metrics:
+            archs, y = self._training(m)
+            if len(y) < 2:
+                continue
+            params = None if tune or m not in self.hyper else self.hyper[m]
+            gp = GaussianProcess().fit(self._features(archs), y, params)
+            models[m] = gp
+            if tune:
+                self.hyper[m] = list(gp.params)
+        if tune:
+            self.tuned_size = n_ok
+        return models
+
+    # -- ask ------------------------------------------------------------------------------
+    def ask(self) -> str:
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        if len(self.successes()) < opts.initial_random:
+            return self._remember(self._random())
+        models = self._fit()
+        if not models:
+            return self._remember(self._random())
+        archs, X = self._candidates()
+        if not archs:
+            return self._remember(self._random())
+        means, stds = {}, {}
+        for m, gp in models.items():
+            means[m], stds[m] = gp.predict(X)
+        if not self._acquisition_applies():
+            draws = {m: means[m] + stds[m] * self.rng.standard_normal(len(X)) for m in means}
+            told = [v for _, v in self.successes()]
+            return self._remember(archs[pick(self.objectives, means, draws, told, self.rng)])
+        score = self._acquire(means, stds)
+        if self._cost is None:
+            return self._remember(archs[int(np.argmax(score))])
+        return self._remember(self._shortlist_pick(archs, means, stds, score))
+
+    def _acquisition_applies(self) -> bool:
+        """EI / EHVI cover one objective, or two without a scalarisation."""
+        k = len(self.objectives.objectives)
+        return self.objectives.scalarization is None and k in (1, 2)
+
+    def _shortlist_pick(
+        self,
+        archs: list[str],
+        means: dict[str, np.ndarray],
+        stds: dict[str, np.ndarray],
+        score: np.ndarray,
+    ) -> str:
+        """Look up the cost of the best ``shortlist`` candidates, rescore them with it, and
+        return the best that meets the bounds (more rounds while none does)."""
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        cm = self._cost_metric
+        order = np.argsort(-score, kind="stable")
+        for start in range(0, min(len(order), 8 * opts.shortlist), opts.shortlist):
+            idx = order[start : start + opts.shortlist]
+            known = [self._look_up(archs[i]) for i in idx]
+            sub_means = {m: v[idx].copy() for m, v in means.items()}
+            sub_stds = {m: v[idx].copy() for m, v in stds.items()}
+            if cm in sub_means:
+                for j, v in enumerate(known):
+                    if v is not None:
+                        sub_means[cm][j], sub_stds[cm][j] = v, 0.0
+            rescored = self._acquire(sub_means, sub_stds)
+            ok = [j for j, v in enumerate(known) if v is None or self._cost_ok(v)]
+            if ok:
+                best = max(ok, key=lambda j: (rescored[j], -j))
+                return archs[int(idx[best])]
+        return archs[int(order[0])]
+
+    def _random(self) -> str:
+        """A uniform sample not proposed before, meeting the cost bounds when they can be
+        looked up (a few tries; a repeat is left to the filter's dedupe)."""
+        cost_bounded = self._cost is not None and any(
+            c.metric == self._cost_metric for c in self.objectives.constraints
+        )
+        arch = self.space.sample(self.rng)
+        for _ in range(200):
+            if self.space.canonical_key(arch) not in self.proposed:
+                if not cost_bounded:
+                    break
+                v = self._look_up(arch)
+                if v is None or self._cost_ok(v):
+                    break
+            arch = self.space.sample(self.rng)
+        return arch
+
+    def _remember(self, arch: str) -> str:
+        self.proposed.add(self.space.canonical_key(arch))
+        return arch
+
+    # -- acquisition ----------------------------------------------------------------------
+    def _acquire(self, means: dict[str, np.ndarray], stds: dict[str, np.ndarray]) -> np.ndarray:
+        """EI (one objective) or EHVI (two), times the probability of feasibility."""
+        objs = self.objectives.objectives
+        first = objs[0]
+        sign = -1.0 if first.goal == "maximize" else 1.0  # to minimisation form
+        m1, s1 = sign * means[first.metric], np.maximum(stds[first.metric], 1e-9)
+        if len(objs) == 1:
+            value = _expected_improvement(m1, s1, self._incumbent(means, first.metric, sign))
+        else:
+            second = objs[1]
+            sign2 = -1.0 if second.goal == "maximize" else 1.0
+            value = self._ehvi(m1, s1, sign2 * means[second.metric])
+        return value * self._feasibility(means, stds)
+
+    def _incumbent(self, means: dict[str, np.ndarray], metric: str, sign: float) -> float:
+        """Best value (minimisation form) among the feasible results, by the model's mean
+        at them (a lucky noisy result does not set the bar)."""
+        ok = [(a, v) for a, v in self.successes() if metric in v and self.objectives.feasible(v)]
+        if not ok:
+            return math.inf
+        gp = GaussianProcess().fit(
+            self._features([a for a, _ in ok]),
+            np.array([v[metric] for _, v in ok], dtype=float),
+            self.hyper.get(metric),
+        )
+        mean, _ = gp.predict(self._features([a for a, _ in ok]))
+        return float(np.min(sign * mean))
+
+    def _ehvi(self, m1: np.ndarray, s1: np.ndarray, f2: np.ndarray) -> np.ndarray:
+        """Expected hypervolume improvement of points ``(N(m1, s1), f2)`` (minimisation)."""
+        objs = self.objectives
+        F = np.array(
+            [objs.vector(v) for _, v in self.successes() if objs.feasible(v)], dtype=float
+        ).reshape(-1, 2)
+        F = F[np.all(np.isfinite(F), axis=1)]
+        ref = reference_point(objs, np.vstack([F, np.column_stack([m1, f2])]))
+        front = F[nondominated_mask(F)] if len(F) else F
+        front = front[np.all(front < ref, axis=1)]
+        # Sorted by f2: g(y) = best f1 among front points with f2 <= y, a step function;
+        # a candidate at f2 gains the integral over y in [f2, ref2] of (min(g, ref1) - f1)+.
+        front = front[np.argsort(front[:, 1])]
+        ys = np.concatenate([front[:, 1], [ref[1]]])
+        g = np.minimum.accumulate(np.concatenate([[ref[0]], front[:, 0]]))
+        # segment j spans [ys[j-1], ys[j]) with level g[j]; segment 0 spans (-inf, ys[0])
+        lo = np.concatenate([[-np.inf], ys[:-1]])
+        hi = ys
+        out = np.zeros(len(m1))
+        for j in range(len(ys)):
+            width = np.clip(hi[j] - np.maximum(lo[j], f2), 0.0, None)
+            if not np.any(width > 0):
+                continue
+            out += width * _expected_improvement(m1, s1, g[j])
+        return out
+
+    def _feasibility(self, means: dict[str, np.ndarray], stds: dict[str, np.ndarray]) -> np.ndarray:
+        """Probability that every hard constraint holds, under the models' Gaussians."""
+        from scipy.stats import norm
+
+        n = len(next(iter(means.values())))
+        p = np.ones(n)
+        for c in self.objectives.constraints:
+            if c.metric not in means:
+                continue
+            mu, sd = means[c.metric], stds[c.metric]
+            z = (c.bound - mu) / np.maximum(sd, 1e-12)
+            below = norm.cdf(z)
+            exact = sd <= 1e-12
+            prob = np.where(c.op.startswith("<"), below, 1.0 - below)
+            if np.any(exact):
+                sat = c.violations(mu) == 0
+                prob = np.where(exact, sat.astype(float), prob)
+            p *= prob
+        return p
+
+    # -- state ------------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "proposed": sorted(self.proposed),
+            "costs": dict(self.costs),  # in look-up order: the cost model's training data
+            "hyper": {m: [float(x) for x in p] for m, p in self.hyper.items()},
+            "tuned_size": self.tuned_size,
+        }
+
+    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
+        self.proposed = set(extra.get("proposed", []))
+        self.costs = {str(k): float(v) for k, v in extra.get("costs", {}).items()}
+        self.hyper = {str(m): [float(x) for x in p] for m, p in extra.get("hyper", {}).items()}
+        self.tuned_size = int(extra.get("tuned_size", 0))
+
+
+def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    """E[(best - f)+] for f ~ N(mean, std) (minimisation); with no incumbent, -mean ranks."""
+    from scipy.stats import norm
+
+    if not math.isfinite(best):
+        return -mean - np.min(-mean) + 1e-12
+    z = (best - mean) / std
+    return (best - mean) * norm.cdf(z) + std * norm.pdf(z)
