@@ -13,7 +13,18 @@ GP_GRID = tuple((ls, noise) for ls in (1.0, 2.0, 4.0, 8.0) for noise in (0.01, 0
 def matern52(d: np.ndarray) -> np.ndarray:
     """Matern-5/2 correlation of scaled distances ``d``."""
     r = np.sqrt(5.0) * d
-    return (1.0 + r + r * r / 3.0) * np.exp(-r)
+    out = np.exp(-r)
+    out *= 1.0 + r + r * r / 3.0
+    return out
+
+
+def distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``A`` and ``B``, by one matrix product
+    (``|a|^2 + |b|^2 - 2 a.b``): several times faster than ``cdist`` on a large pool."""
+    sq = np.einsum("ij,ij->i", A, A)[:, None] + np.einsum("ij,ij->i", B, B)[None, :]
+    sq -= 2.0 * (A @ B.T)
+    np.maximum(sq, 0.0, out=sq)
+    return np.sqrt(sq, out=sq)
 
 
 class GaussianProcess:
@@ -55,13 +66,25 @@ class GaussianProcess:
     def predict(self, Xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation per row."""
         from scipy.linalg import solve_triangular
-        from scipy.spatial.distance import cdist
 
-        Ks = matern52(cdist(Xs, self.X) / self.params[0])
-        mean = Ks @ self.alpha
-        v = solve_triangular(self.chol, Ks.T, lower=True)
-        var = np.maximum(1.0 - np.sum(v * v, axis=0), 1e-12)
-        return mean * self.sd + self.mu, np.sqrt(var) * self.sd
+        Ks = self._cross(Xs)
+        mean = Ks @ self.alpha.astype(np.float32)
+        v = solve_triangular(self.chol.astype(np.float32), Ks.T, lower=True, check_finite=False)
+        var = np.maximum(1.0 - np.einsum("ij,ij->j", v, v, dtype=np.float64), 1e-12)
+        return mean.astype(np.float64) * self.sd + self.mu, np.sqrt(var) * self.sd
+
+    def predict_mean(self, Xs: np.ndarray) -> np.ndarray:
+        """Posterior mean per row (no variance: a fraction of ``predict``'s cost)."""
+        mean = self._cross(Xs) @ self.alpha.astype(np.float32)
+        return mean.astype(np.float64) * self.sd + self.mu
+
+    def _cross(self, Xs: np.ndarray) -> np.ndarray:
+        """Kernel between ``Xs`` and the training rows, in single precision: on a pool of
+        thousands of candidates the kernel and the variance's triangular solve are most of a
+        prediction's cost, and float32 halves them (relative error ~1e-6, far below the
+        noise level the variance is floored by, >= 0.01)."""
+        X = self.X.astype(np.float32)
+        return matern52(distances(np.asarray(Xs, dtype=np.float32), X) / np.float32(self.params[0]))
 
     def thompson(self, Xs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and one independent posterior draw per row (Thompson sampling)."""

@@ -54,6 +54,9 @@ class AutoOptions(StrategyOptions):
     candidates: int = Field(2000, ge=10)
     #: Use the search's cost source when it has one.
     use_cost: bool = True
+    #: Model accuracies (metrics named ``*accuracy`` with values in (0, 1)) on the logit
+    #: scale: it spreads the top of the range, where the search decides.
+    warp: Literal["none", "logit"] = "logit"
 
 
 @STRATEGIES.register("auto")
@@ -71,6 +74,7 @@ class AutoSearch(Strategy):
         self.hyper: dict[str, list[float]] = {}  # metric -> GP [length scale, noise]
         self.tuned_size = 0
         self._pool: tuple[list[str], list[str], np.ndarray] | None = None
+        self._models: dict[str, GaussianProcess] = {}
         self._enc: dict[str, np.ndarray] = {}
 
     # -- the cost source ----------------------------------------------------------------
@@ -152,7 +156,7 @@ class AutoSearch(Strategy):
             rest = sorted(data[:-half], key=lambda d: sign * d[1])[-(opts.max_train - half) :]
             data = rest + recent
         archs = [a for a, _ in data]
-        y = [float(v) for _, v in data]
+        y = [self._warp(metric, float(v)) for _, v in data]
         if metric == self._cost_metric and self.costs:  # look-ups are training data too
             told = set(archs)
             extra = [(a, v) for a, v in self.costs.items() if a not in told]
@@ -160,6 +164,16 @@ class AutoSearch(Strategy):
                 archs.append(a)
                 y.append(v)
         return archs, np.array(y, dtype=float)
+
+    def _warped(self, metric: str) -> bool:
+        return self.options.warp == "logit" and metric.endswith("accuracy")  # type: ignore[attr-defined]
+
+    def _warp(self, metric: str, value: float) -> float:
+        """``value`` on the scale ``metric`` is modelled on (see ``AutoOptions.warp``)."""
+        if not self._warped(metric):
+            return value
+        v = min(max(value, 1e-4), 1.0 - 1e-4)  # a percentage would be clipped: use fractions
+        return math.log(v / (1.0 - v))
 
     def _fit(self) -> dict[str, GaussianProcess]:
         opts: AutoOptions = self.options  # type: ignore[assignment]
@@ -184,7 +198,7 @@ class AutoSearch(Strategy):
         opts: AutoOptions = self.options  # type: ignore[assignment]
         if len(self.successes()) < opts.initial_random:
             return self._remember(self._random())
-        models = self._fit()
+        models = self._models = self._fit()
         if not models:
             return self._remember(self._random())
         archs, X = self._candidates()
@@ -192,7 +206,10 @@ class AutoSearch(Strategy):
             return self._remember(self._random())
         means, stds = {}, {}
         for m, gp in models.items():
-            means[m], stds[m] = gp.predict(X)
+            if self._needs_spread(m):
+                means[m], stds[m] = gp.predict(X)
+            else:  # only the mean is used: skip the variance
+                means[m], stds[m] = gp.predict_mean(X), np.zeros(len(X))
         if not self._acquisition_applies():
             draws = {m: means[m] + stds[m] * self.rng.standard_normal(len(X)) for m in means}
             told = [v for _, v in self.successes()]
@@ -201,6 +218,16 @@ class AutoSearch(Strategy):
         if self._cost is None:
             return self._remember(archs[int(np.argmax(score))])
         return self._remember(self._shortlist_pick(archs, means, stds, score))
+
+    def _needs_spread(self, metric: str) -> bool:
+        """Whether the acquisition reads ``metric``'s posterior spread: the first objective
+        (EI / EHVI), constrained metrics (feasibility) and anything Thompson-sampled."""
+        if not self._acquisition_applies():
+            return True
+        objs = self.objectives
+        return metric == objs.objectives[0].metric or any(
+            c.metric == metric for c in objs.constraints
+        )
 
     def _acquisition_applies(self) -> bool:
         """EI / EHVI cover one objective, or two without a scalarisation."""
@@ -256,6 +283,10 @@ class AutoSearch(Strategy):
         self.proposed.add(self.space.canonical_key(arch))
         return arch
 
+    def _observe(self, arch: str, values: dict[str, float] | None) -> None:
+        # results told without an ask (a warm start) are not proposed again
+        self.proposed.add(self.space.canonical_key(arch))
+
     # -- acquisition ----------------------------------------------------------------------
     def _acquire(self, means: dict[str, np.ndarray], stds: dict[str, np.ndarray]) -> np.ndarray:
         """EI (one objective) or EHVI (two), times the probability of feasibility."""
@@ -264,25 +295,22 @@ class AutoSearch(Strategy):
         sign = -1.0 if first.goal == "maximize" else 1.0  # to minimisation form
         m1, s1 = sign * means[first.metric], np.maximum(stds[first.metric], 1e-9)
         if len(objs) == 1:
-            value = _expected_improvement(m1, s1, self._incumbent(means, first.metric, sign))
+            value = _expected_improvement(m1, s1, self._incumbent(first.metric, sign))
         else:
             second = objs[1]
             sign2 = -1.0 if second.goal == "maximize" else 1.0
             value = self._ehvi(m1, s1, sign2 * means[second.metric])
         return value * self._feasibility(means, stds)
 
-    def _incumbent(self, means: dict[str, np.ndarray], metric: str, sign: float) -> float:
-        """Best value (minimisation form) among the feasible results, by the model's mean
-        at them (a lucky noisy result does not set the bar)."""
-        ok = [(a, v) for a, v in self.successes() if metric in v and self.objectives.feasible(v)]
-        if not ok:
+    def _incumbent(self, metric: str, sign: float) -> float:
+        """Best value (minimisation form) among the feasible results the model was fitted
+        on, by the model's mean at them (a lucky noisy result does not set the bar)."""
+        archs, _ = self._training(metric)
+        told = {a: v for a, v in self.successes()}
+        ok = [a for a in archs if a in told and self.objectives.feasible(told[a])]
+        if not ok or metric not in self._models:
             return math.inf
-        gp = GaussianProcess().fit(
-            self._features([a for a, _ in ok]),
-            np.array([v[metric] for _, v in ok], dtype=float),
-            self.hyper.get(metric),
-        )
-        mean, _ = gp.predict(self._features([a for a, _ in ok]))
+        mean, _ = self._models[metric].predict(self._features(ok))
         return float(np.min(sign * mean))
 
     def _ehvi(self, m1: np.ndarray, s1: np.ndarray, f2: np.ndarray) -> np.ndarray:
@@ -292,7 +320,14 @@ class AutoSearch(Strategy):
             [objs.vector(v) for _, v in self.successes() if objs.feasible(v)], dtype=float
         ).reshape(-1, 2)
         F = F[np.all(np.isfinite(F), axis=1)]
-        ref = reference_point(objs, np.vstack([F, np.column_stack([m1, f2])]))
+        ref = reference_point(objs, F) if len(F) else reference_point(objs)
+        if not np.isfinite(ref[1]):
+            ref[1] = float(np.max(f2))
+        # the front and the reference on the scale the first objective is modelled on
+        o = objs.objectives[0]
+        sign = -1.0 if o.goal == "maximize" else 1.0
+        F[:, 0] = [sign * self._warp(o.metric, sign * x) for x in F[:, 0]]
+        ref[0] = sign * self._warp(o.metric, sign * ref[0])
         front = F[nondominated_mask(F)] if len(F) else F
         front = front[np.all(front < ref, axis=1)]
         # Sorted by f2: g(y) = best f1 among front points with f2 <= y, a step function;
@@ -313,7 +348,7 @@ class AutoSearch(Strategy):
 
     def _feasibility(self, means: dict[str, np.ndarray], stds: dict[str, np.ndarray]) -> np.ndarray:
         """Probability that every hard constraint holds, under the models' Gaussians."""
-        from scipy.stats import norm
+        from scipy.special import ndtr
 
         n = len(next(iter(means.values())))
         p = np.ones(n)
@@ -322,7 +357,7 @@ class AutoSearch(Strategy):
                 continue
             mu, sd = means[c.metric], stds[c.metric]
             z = (c.bound - mu) / np.maximum(sd, 1e-12)
-            below = norm.cdf(z)
+            below = ndtr(z)
             exact = sd <= 1e-12
             prob = np.where(c.op.startswith("<"), below, 1.0 - below)
             if np.any(exact):
@@ -349,9 +384,9 @@ class AutoSearch(Strategy):
 
 def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
     """E[(best - f)+] for f ~ N(mean, std) (minimisation); with no incumbent, -mean ranks."""
-    from scipy.stats import norm
+    from scipy.special import ndtr
 
     if not math.isfinite(best):
         return -mean - np.min(-mean) + 1e-12
     z = (best - mean) / std
-    return (best - mean) * norm.cdf(z) + std * norm.pdf(z)
+    return (best - mean) * ndtr(z) + std * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)

@@ -1,0 +1,114 @@
+"""Decision time per proposal of every strategy, after 200 and after 10,000 told results.
+
+Each strategy is told ``n`` results (random architectures with the fake accuracy/latency
+trade-off of ``benchmarks/searcher_overhead.py``, one latency bound), then asked for
+``--asks`` proposals, each told back before the next; every ``ask`` is timed in thread CPU
+time (a busy shared machine inflates it less than wall time). The first proposal is shown
+apart: it builds what a strategy keeps for the whole search (the candidate pool of a listable
+space, arch2vec's embeddings); median and max are over the later ones. NB201 has only 15,625 cells, so the
+10,000-result runs use the larger MobileNet space. A cost source (the fake latency) is given
+to the strategies that use one (``StrategyContext``).
+
+    python -m benchmarks.decision_time                      # every strategy, 200 and 10,000
+    python -m benchmarks.decision_time --strategies auto --trials 200
+
+Targets (issue 15): under 100 ms per proposal at 200 results, under 1 s at 10,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.searcher_overhead import fake_objective
+from hwnas.searchers.objectives import Objective, Objectives, parse_constraint
+from hwnas.searchers.strategies.base import STRATEGIES, StrategyContext, make_strategy
+from hwnas.spaces import get_space
+
+TARGET_MS = {200: 100.0, 10_000: 1000.0}
+
+
+class _FakeCost:
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+
+    def predict(self, arch: str) -> float:
+        return float(self.metrics(arch, 1)["latency_ms"])
+
+
+def time_strategy(name: str, trials: int, asks: int, seed: int = 0) -> dict[str, Any]:
+    """Thread-CPU milliseconds of ``asks`` proposals after ``trials`` told results."""
+    space = get_space("nb201" if trials <= 2000 else "mobilenet")
+    metrics = fake_objective(space, seed)
+    probe = [metrics(space.sample(np.random.default_rng(i)), 9)["latency_ms"] for i in range(200)]
+    bound = float(np.median(probe))
+    multi = STRATEGIES.get(name).multi_objective
+    objectives = Objectives(
+        (Objective("validation_accuracy", "maximize"),)
+        + ((Objective("latency_ms", "minimize"),) if multi else ()),
+        (parse_constraint(f"latency_ms <= {bound}"),),
+        reference_point={"validation_accuracy": 0.0, "latency_ms": 2 * max(probe)},
+    )
+    options = {"population": 50} if name in ("nsga2", "evolution") else {}
+    context = StrategyContext(max_trials=trials + asks, cost=_FakeCost(metrics))
+    strategy = make_strategy(
+        name, space, objectives, np.random.default_rng(seed), options, context
+    )
+    rng = np.random.default_rng(seed + 1)
+    for _ in range(trials):
+        arch = space.sample(rng)
+        strategy.tell(arch, metrics(arch, 9))
+    ms = []
+    for _ in range(asks):
+        t0 = time.thread_time()
+        arch = strategy.ask()
+        ms.append((time.thread_time() - t0) * 1e3)
+        strategy.tell(arch, metrics(space.validate(arch), 9))
+    later = ms[1:] or ms
+    return {
+        "strategy": name,
+        "space": space.name,
+        "trials": trials,
+        "asks": asks,
+        "first_ms": float(ms[0]),
+        "median_ms": float(np.median(later)),
+        "max_ms": float(np.max(later)),
+        "target_ms": TARGET_MS.get(trials),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--strategies", nargs="+", default=None, help="default: every registered one")
+    p.add_argument("--trials", type=int, nargs="+", default=[200, 10_000])
+    p.add_argument("--asks", type=int, default=10)
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    from benchmarks.search_quality import _one_blas_thread
+
+    _one_blas_thread()  # as in the search-quality runs: small factorisations, one thread
+    results = []
+    for n in args.trials:
+        for name in args.strategies or STRATEGIES.names():
+            r = time_strategy(name, n, args.asks)
+            results.append(r)
+            target = r["target_ms"]
+            verdict = "" if target is None else (" ok" if r["median_ms"] < target else " OVER")
+            print(
+                f"{name:>12} after {n:>6} results ({r['space']}): median {r['median_ms']:8.1f} ms, "
+                f"max {r['max_ms']:8.1f} ms per proposal (target < {target} ms){verdict}; "
+                f"first proposal {r['first_ms']:.0f} ms (builds pools and models once)",
+                flush=True,
+            )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
