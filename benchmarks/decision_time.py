@@ -5,9 +5,9 @@ trade-off of ``benchmarks/searcher_overhead.py``, one latency bound), then asked
 ``--asks`` proposals, each told back before the next; every ``ask`` is timed in thread CPU
 time (a busy shared machine inflates it less than wall time). The first proposal is shown
 apart: it builds what a strategy keeps for the whole search (the candidate pool of a listable
-space, arch2vec's embeddings); median and max are over the later ones. NB201 has only 15,625 cells, so the
-10,000-result runs use the larger MobileNet space. A cost source (the fake latency) is given
-to the strategies that use one (``StrategyContext``).
+space, arch2vec's embeddings); median and max are over the later ones. NB201 has only
+15,625 cells, so the 10,000-result runs use the larger MobileNet space. A cost source (the
+fake latency) is given to the strategies that use one (``StrategyContext``).
 
     python -m benchmarks.decision_time                      # every strategy, 200 and 10,000
     python -m benchmarks.decision_time --strategies auto --trials 200
@@ -55,9 +55,7 @@ def time_strategy(name: str, trials: int, asks: int, seed: int = 0) -> dict[str,
     )
     options = {"population": 50} if name in ("nsga2", "evolution") else {}
     context = StrategyContext(max_trials=trials + asks, cost=_FakeCost(metrics))
-    strategy = make_strategy(
-        name, space, objectives, np.random.default_rng(seed), options, context
-    )
+    strategy = make_strategy(name, space, objectives, np.random.default_rng(seed), options, context)
     rng = np.random.default_rng(seed + 1)
     for _ in range(trials):
         arch = space.sample(rng)
