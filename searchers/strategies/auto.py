@@ -299,6 +299,9 @@ class AutoSearch(Strategy):
         else:
             second = objs[1]
             sign2 = -1.0 if second.goal == "maximize" else 1.0
+            if self._warped(first.metric):  # hypervolume in the metric's own units
+                p = 1.0 / (1.0 + np.exp(-sign * m1))  # sigmoid of the modelled logit
+                m1, s1 = sign * p, np.maximum(s1 * p * (1.0 - p), 1e-9)  # delta method
             value = self._ehvi(m1, s1, sign2 * means[second.metric])
         return value * self._feasibility(means, stds)
 
@@ -323,11 +326,6 @@ class AutoSearch(Strategy):
         ref = reference_point(objs, F) if len(F) else reference_point(objs)
         if not np.isfinite(ref[1]):
             ref[1] = float(np.max(f2))
-        # the front and the reference on the scale the first objective is modelled on
-        o = objs.objectives[0]
-        sign = -1.0 if o.goal == "maximize" else 1.0
-        F[:, 0] = [sign * self._warp(o.metric, sign * x) for x in F[:, 0]]
-        ref[0] = sign * self._warp(o.metric, sign * ref[0])
         front = F[nondominated_mask(F)] if len(F) else F
         front = front[np.all(front < ref, axis=1)]
         # Sorted by f2: g(y) = best f1 among front points with f2 <= y, a step function;
