@@ -57,6 +57,11 @@ class AutoOptions(StrategyOptions):
     #: Model accuracies (metrics named ``*accuracy`` with values in (0, 1)) on the logit
     #: scale: it spreads the top of the range, where the search decides.
     warp: Literal["none", "logit"] = "logit"
+    #: Local candidates: the untried neighbours (``space.neighbours``; two steps around the
+    #: best) of this many best results by the model's mean (multi-objective: by
+    #: non-dominated rank), plus ``explore`` uniform candidates; 0: the whole pool every ask.
+    local: int = Field(0, ge=0)
+    explore: int = Field(200, ge=0)
 
 
 @STRATEGIES.register("auto")
@@ -130,6 +135,9 @@ class AutoSearch(Strategy):
         return self._pool
 
     def _candidates(self) -> tuple[list[str], np.ndarray]:
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        if opts.local:
+            return self._local_candidates()
         listed = self._listed_pool()
         if listed is not None:
             archs, keys, X = listed
@@ -142,6 +150,54 @@ class AutoSearch(Strategy):
         parents = [ok[i][0] for i in order[-10:]]
         archs = candidate_pool(self.space, self.rng, parents, opts.candidates, self.proposed)
         return archs, self._features(archs)
+
+    def _local_candidates(self) -> tuple[list[str], np.ndarray]:
+        """Untried neighbours of the best results (two steps around the very best), plus
+        uniform samples."""
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        ok = [(a, v) for a, v in self.successes()]
+        centres = self._centres([a for a, _ in ok], opts.local)
+        seen: set[str] = set(self.proposed)
+        pool: list[str] = []
+
+        def add(a: str) -> None:
+            k = self.space.canonical_key(a)
+            if k not in seen:
+                seen.add(k)
+                pool.append(a)
+
+        for i, c in enumerate(centres):
+            first = self.space.neighbours(c)
+            for a in first:
+                add(a)
+            if i == 0:  # two steps around the best
+                for a in first:
+                    for b in self.space.neighbours(a):
+                        add(b)
+        for _ in range(opts.explore):
+            add(self.space.sample(self.rng))
+        return pool, self._features(pool)
+
+    def _centres(self, archs: list[str], k: int) -> list[str]:
+        """The ``k`` best of ``archs`` by the models' means (multi-objective: by
+        non-dominated rank of the means, then the first objective)."""
+        if not archs:
+            return []
+        X = self._features(archs)
+        objs = self.objectives
+        cols = []
+        for o in objs.objectives[: 2 if self._acquisition_applies() else 1]:
+            gp = self._models.get(o.metric)
+            if gp is None:
+                return archs[-k:]
+            mean = gp.predict_mean(X)
+            cols.append(-mean if o.goal == "maximize" else mean)
+        F = np.column_stack(cols)
+        from hwnas.searchers.pareto import pareto_ranks
+
+        ranks = pareto_ranks(F) if F.shape[1] > 1 else np.zeros(len(F))
+        order = np.lexsort((F[:, 0], ranks))
+        return [archs[i] for i in order[:k]]
 
     # -- models ---------------------------------------------------------------------------
     def _training(self, metric: str) -> tuple[list[str], np.ndarray]:
