@@ -28,8 +28,10 @@ the training queries. Next to each figure the report prints the noise ceiling: w
 reaches that trains the best cells and picks by one noisy seed.
 
 One run per method/setting/seed at the largest budget gives every smaller budget as a prefix.
-Peer runs are cached under ``--cache`` (their code does not change with hwnas's), so a re-run
-reuses them; ``optuna-gp`` (0.3-1.5 s per ask) runs ``--slow-peer-seeds`` seeds (default 10).
+Every run is cached under ``--cache``: a peer's by its library's version, an hwnas strategy's
+by a digest of hwnas's code and its options, so a re-run (or a grid run in parts, by seed)
+computes each run once. ``optuna-gp`` (0.1-1.5 s per ask) runs ``--slow-peer-seeds`` seeds
+(default 10).
 
     .venv/bin/python -m benchmarks.search_quality --jobs 2 --out runs/search_quality   # full
     .venv/bin/python -m benchmarks.search_quality --quick --out runs/sq_quick           # minutes
@@ -38,6 +40,8 @@ reuses them; ``optuna-gp`` (0.3-1.5 s per ask) runs ``--slow-peer-seeds`` seeds 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -287,17 +291,48 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
     return sorted(specs, key=lambda s: (slow.get(s.method, 3), s.mode != "mo"))
 
 
-def _cache_file(cache: Path, spec: RunSpec, table_path: str, repeat_rule: str) -> Path:
-    """Where a peer run's result is cached: the spec, the peer library's version, the repeat
-    rule, the table's size and ``CACHE_VERSION`` name it."""
+@functools.cache
+def _source_digest() -> str:
+    """A digest of the code an hwnas run executes (its rooms and this benchmark's runner)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    files = [
+        root / "benchmarks" / "search_quality.py",
+        root / "benchmarks" / "search_quality_metrics.py",
+    ]
+    for room in ("hwnas", "searchers", "spaces", "driver", "latency"):
+        files += sorted((root / room).rglob("*.py"))
+    for f in files:
+        digest.update(f.relative_to(root).as_posix().encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _cache_file(
+    cache: Path,
+    spec: RunSpec,
+    table_path: str,
+    repeat_rule: str,
+    options: dict[str, Any] | None = None,
+) -> Path:
+    """Where a run's result is cached: the spec, the table's size and ``CACHE_VERSION`` name
+    it; for a peer also its library's version and the repeat rule, for an hwnas strategy a
+    digest of hwnas's code and the strategy options (any change runs it again)."""
     from importlib.metadata import PackageNotFoundError, version
 
+    size = os.path.getsize(table_path)
+    if spec.method not in PEERS:
+        opts = hashlib.sha256(json.dumps(options or {}, sort_keys=True).encode()).hexdigest()[:8]
+        name = (
+            f"{spec.mode}-{spec.dataset}-{spec.device}-s{spec.seed}-b{spec.budget}"
+            f"-hwnas{_source_digest()}-o{opts}-t{size}-v{CACHE_VERSION}.json"
+        )
+        return cache / spec.method / name
     package = "syne-tune" if spec.method.startswith("synetune") else "optuna"
     try:
         lib = version(package)
     except PackageNotFoundError:
         lib = "none"
-    size = os.path.getsize(table_path)
     name = (
         f"{spec.mode}-{spec.dataset}-{spec.device}-s{spec.seed}-b{spec.budget}-{repeat_rule}"
         f"-{package}{lib}-t{size}-v{CACHE_VERSION}.json"
@@ -312,10 +347,11 @@ def run_cached(
     repeat_rule: str,
     cache: Path | None,
 ) -> dict[str, Any]:
-    """``run_one``, reusing (and writing) a peer run's cached result under ``cache``."""
-    if cache is None or spec.method not in PEERS:
+    """``run_one``, reusing (and writing) the run's cached result under ``cache``: a re-run,
+    or a grid run in parts (``--seed0``/``--seeds``), computes each run once."""
+    if cache is None:
         return run_one(spec, table_path, options, repeat_rule)
-    path = _cache_file(cache, spec, table_path, repeat_rule)
+    path = _cache_file(cache, spec, table_path, repeat_rule, options)
     if path.is_file():
         try:
             result = json.loads(path.read_text(encoding="utf-8"))
@@ -429,9 +465,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cache",
         type=Path,
         default=Path("runs/search_quality_cache"),
-        help="folder of cached peer runs (default runs/search_quality_cache)",
+        help="folder of cached runs (default runs/search_quality_cache)",
     )
-    p.add_argument("--no-cache", action="store_true", help="run every peer again")
+    p.add_argument("--no-cache", action="store_true", help="run everything again")
     p.add_argument(
         "--set",
         dest="options",
