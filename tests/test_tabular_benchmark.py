@@ -102,8 +102,11 @@ def test_cli_writes_table_json_and_plot(nb201_table_file, tmp_path, capsys):
     argv = ["--out", str(out), "--table", str(nb201_table_file), "--budgets", "5", "10"]
     argv += ["--seeds", "2", "--datasets", "cifar10", "--devices", "eyeriss", "--jobs", "1"]
     argv += ["--strategies", "random", "evolution", "--peers", "optuna-random"]
-    argv += ["--set", "evolution.population=6"]
+    argv += ["--set", "evolution.population=6", "--cache", str(tmp_path / "cache")]
     assert main(argv) == 0
+    cached = sorted((tmp_path / "cache").rglob("*.json"))
+    assert len(cached) == 2 * 3 * 6  # every run, hwnas's and the peer's
+    assert main(argv) == 0  # a re-run reads them back
     summary = json.loads((out / "search_quality.json").read_text())
     assert summary["meta"]["strategy_options"] == {"evolution": {"population": 6}}
     assert (out / "search_quality.png").stat().st_size > 10_000
