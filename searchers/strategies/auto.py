@@ -45,7 +45,7 @@ class AutoOptions(StrategyOptions):
     initial_random: int = Field(10, ge=2)
     encoding: Literal["onehot", "path"] = "onehot"
     #: Candidates per ask whose cost is looked up in the cost source (when there is one).
-    shortlist: int = Field(8, ge=1)
+    shortlist: int = Field(32, ge=1)
     #: Re-tune the GP hyperparameters every this many new results (reused in between).
     tune_every: int = Field(5, ge=1)
     #: Fit on at most this many results (the best half and the most recent half).
