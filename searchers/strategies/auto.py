@@ -19,6 +19,14 @@ acquisition get their cost looked up before anything trains; the pick is rescore
 looked-up value (exact feasibility, exact position on the front), and every look-up also
 trains the cost model. Training queries then go only to candidates whose looked-up cost meets
 the bounds. Look-ups are remembered (state), so none is repeated.
+
+Measured on the NB201 benchmark (``benchmarks/search_quality.py``, 6 seeds, 100 queries) while
+choosing the defaults: one-hot features beat the path encoding (CIFAR-10 test 94.24 vs 93.75,
+raspi4 hypervolume 0.987 vs 0.957); the logit scale beat raw accuracies (94.24 vs 94.01); a
+shortlist of 32 look-ups beat 8 (raspi4 hypervolume 0.994 vs 0.987); neighbours-only pools
+(``local``) did not beat the whole pool. scikit-learn's GP with one length scale per feature
+ranked held-out NB201 cells worse than the isotropic grid-tuned GP (Kendall tau 0.29-0.49 vs
+0.47-0.62 at 50-200 random cells) at 100-300x its fitting time, so the numpy GP stays.
 """
 
 from __future__ import annotations
