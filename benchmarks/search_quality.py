@@ -235,11 +235,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="hwnas strategies vs random search and Optuna on the NB201 table.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/search_quality"))
-    p.add_argument("--table", help="NB201 table (default: $HWNAS_NB201_TABLE or ../shared)")
+    p.add_argument(
+        "--table", help="NB201 table (default: $HWNAS_NB201_TABLE, else the packaged one)"
+    )
     p.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200])
     p.add_argument("--seeds", type=int, default=20, help="seeds per setting (default 20)")
     p.add_argument("--seed0", type=int, default=0, help="first seed")
-    p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DEFAULT_DATASETS),
+        help="cifar10, cifar100, ImageNet16-120 or any dataset prefix of the table",
+    )
     p.add_argument("--devices", nargs="+", default=list(DEFAULT_DEVICES))
     p.add_argument(
         "--cifar100-devices",
@@ -310,24 +317,18 @@ def _parse_options(
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, print the tables, write ``search_quality.json`` and plots to ``--out``."""
     from benchmarks.search_quality_report import summarise, write_outputs
-    from hwnas.spaces.nb201_table import TableError, default_table_path
+    from hwnas.driver.tabular import TabularError, dataset_prefix
+    from hwnas.spaces.nb201_table import TableError, load_table
 
     args = parse_args(argv)
-    table_path = args.table or default_table_path()
-    if table_path is None or not Path(table_path).is_file():
-        print(
-            "search_quality: NB201 table not found; set HWNAS_NB201_TABLE or --table, or place "
-            "it at ../shared/data/nb201/nb201_cifar.csv.gz",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        from hwnas.spaces.nb201_table import load_table
-
-        devices = load_table(table_path).devices
-    except TableError as exc:
+        table = load_table(args.table)  # None: $HWNAS_NB201_TABLE, else the packaged table
+        for dataset in args.datasets:
+            dataset_prefix(table, dataset)
+    except (TableError, TabularError) as exc:
         print(f"search_quality: {exc}", file=sys.stderr)
         return 2
+    table_path, devices = table.path, table.devices
     missing = sorted({*args.devices, *args.cifar100_devices} - set(devices))
     if missing:
         print(f"search_quality: unknown device(s) {missing}; table has {devices}", file=sys.stderr)

@@ -15,6 +15,8 @@ Example (every section but ``space`` is optional; defaults are the models' field
     data: {dataset: digits, val_fraction: 0.2}        # forwarded to trials
     training: {batch_size: 64, lr: 0.05}              # forwarded; max_epochs := max_length
     latency: {backend: ort-cpu, batch: 1, threads: 1, predictor: null, cache: null}
+                         # {enabled: false, predictor: table:pixel2}: latency_ms is the
+                         # table's figure for its network (space.options.prune: false)
     objectives:
       - {metric: validation_accuracy, goal: maximize}
       - {metric: latency_ms, goal: minimize}
@@ -67,8 +69,12 @@ class LatencyConfig(LatencySettings):
     """Latency measurement (the trial contract's section, forwarded to trials) and the
     searcher-side cost predictor.
 
-    ``predictor`` is only used by the searcher's constraint pre-filter: a path to a saved
-    ``latency.predictor.LatencyPredictor``, or ``table:<device>`` for NB201 table latencies.
+    ``predictor``: a path to a saved ``latency.predictor.LatencyPredictor`` or
+    ``table:<device>`` (a device column of the NB201 table). With ``enabled: true`` trials
+    measure ``latency_ms`` and the predictor only pre-filters; it must predict that same
+    measurement (backend, batch, input, space options), else the search refuses the config.
+    With ``enabled: false`` nothing is measured: ``latency_ms`` is the predictor's figure,
+    which the search files with each result (``searchers.filters.cost_source``).
     """
 
     predictor: str | None = None

@@ -184,4 +184,5 @@ def test_repository_root_is_a_small_determined_context() -> None:
         "spaces/base.py",
         "latency/__init__.py",
         "searchers/arch2vec/weights/nb201.pt",  # package data the searcher may load
+        "spaces/data/nb201_cifar.csv.gz",  # the NB201 table (tabular backend, table:<device>)
     } <= paths
