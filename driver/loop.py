@@ -8,8 +8,8 @@ turns the method's operations into backend calls and the backend's outcomes into
 * ``ValidateAfter`` -> answered at once when the backend can (a saved result, a repeated
   table query), else queued and started on the backend when a slot is free; its outcome
   becomes ``validation completed``, or ``exited early`` (``invalid`` -> invalid
-  hyperparameters, other failures -> errored) followed, as Determined's master does, by
-  ``trial closed``;
+  hyperparameters, ``canceled`` -> user canceled, other failures -> errored) followed, as
+  Determined's master does, by ``trial closed``;
 * ``Close`` -> ``trial closed`` once the trial has no work in flight (``backend.close``);
 * ``Shutdown`` -> the run ends.
 
@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from hwnas.driver.backend import BackendStop, TrialBackend, TrialOutcome
+from hwnas.driver.backend import BackendStop, TrialBackend, TrialOutcome, exit_reason
 from hwnas.searchers.operations import (
     Close,
     Create,
@@ -224,7 +224,7 @@ class SearchLoop:
             if trial_id in self.close_requested:
                 self._close_if_idle(trial_id)
             return
-        reason = ExitReason.INVALID_HP if outcome.kind == "invalid" else ExitReason.ERRORED
+        reason = exit_reason(outcome.kind)
         self.exited.add(trial_id)
         # The trial is gone: any further work queued for it is dropped.
         self.waiting = deque(w for w in self.waiting if w[0] != trial_id)
