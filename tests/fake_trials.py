@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,27 @@ class HangingInvalidTrial(InvalidTrial):
 def unit(arch: str) -> float:
     """A stable number in [0, 1) per architecture (its quality in the fake learning curve)."""
     return int(hashlib.sha256(arch.encode()).hexdigest()[:8], 16) / 2**32
+
+
+def tradeoff_metrics(arch: str, epochs: int) -> dict[str, Any]:
+    """Like ``curve_metrics`` but accuracy and latency independent per architecture (a real
+    trade-off: fronts of several members, rungs whose order changes as results arrive)."""
+    metrics = curve_metrics(arch, epochs)
+    metrics["latency_ms"] = 1.0 + 6.0 * unit(arch + "/latency")
+    return metrics
+
+
+def conv_metrics(arch: str, epochs: int) -> dict[str, Any]:
+    """NB201 only: convolutions raise accuracy and latency (a trade-off along the front), and
+    rung order shifts with length (as tests/test_searchers_method.py's objective)."""
+    from hwnas.spaces import get_space
+
+    e = get_space("nb201").encode(arch, "onehot").reshape(6, 5)  # edges x (none..pool)
+    acc = 0.3 + 0.4 * e[:, 3].sum() / 6 + 0.2 * e[:, 2].sum() / 6 + 0.1 * unit(arch)
+    metrics = curve_metrics(arch, epochs)
+    metrics["validation_accuracy"] = float(acc * (1 - 0.5 * 0.5**epochs))
+    metrics["latency_ms"] = float(1.0 + e[:, 3].sum() + 0.4 * e[:, 2].sum() + 0.1 * e[:, 4].sum())
+    return metrics
 
 
 def curve_metrics(arch: str, epochs: int) -> dict[str, Any]:
@@ -113,8 +135,8 @@ class CurveTrial:
 
     def metrics(self) -> dict[str, Any]:
         if self.latency is None:
-            self.latency = {"latency_ms": curve_metrics(self.arch, 1)["latency_ms"]}
-        return curve_metrics(self.arch, self.epoch)
+            self.latency = {"latency_ms": self.owner.metrics(self.arch, 1)["latency_ms"]}
+        return self.owner.metrics(self.arch, self.epoch)
 
 
 class FakeTrials:
@@ -123,10 +145,15 @@ class FakeTrials:
     ``FAILURE_KINDS``) every time it trains; ``fail_once`` only the first time."""
 
     def __init__(
-        self, fail: dict[int, str] | None = None, *, fail_once: dict[int, str] | None = None
+        self,
+        fail: dict[int, str] | None = None,
+        *,
+        fail_once: dict[int, str] | None = None,
+        metrics: Callable[[str, int], dict[str, Any]] = curve_metrics,
     ) -> None:
         for kind in [*(fail or {}).values(), *(fail_once or {}).values()]:
             assert kind in FAILURE_KINDS, kind
+        self.metrics = metrics
         self.fail = dict(fail or {})
         self.fail_once = dict(fail_once or {})
         self.order: list[str] = []
@@ -155,6 +182,8 @@ __all__ = [
     "CurveTrial",
     "FakeTrials",
     "HangingInvalidTrial",
+    "conv_metrics",
     "curve_metrics",
+    "tradeoff_metrics",
     "unit",
 ]

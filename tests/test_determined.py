@@ -16,7 +16,7 @@ import determined as det
 import pytest
 from determined import searcher as det_searcher
 from determined.common.api import bindings
-from fake_trials import FAILURE_KINDS, FakeTrials, curve_metrics
+from fake_trials import FAILURE_KINDS, FakeTrials, conv_metrics, curve_metrics
 from master_simulation import (
     ProtocolError,
     SearchStalled,
@@ -433,14 +433,21 @@ def test_a_trial_the_master_fails_to_create_is_filed_as_failed_and_replaced(
     assert master.finish() == S.COMPLETED
 
 
+@pytest.mark.parametrize("failures", [{}, {3: "crash", 5: "invalid", 7: "exit"}])
 def test_progress_never_goes_backwards_through_promotions_and_failures(
-    core_context: Any,
+    core_context: Any, failures: dict[int, str]
 ) -> None:
+    """The searcher's progress (a Progress op after every event) never moves back, also when
+    the budget is spent and a paused trial is promoted while another continues (a count of
+    non-running trials would drop there: seed 2 below does it)."""
     config = search_config(
-        early_stopping={"name": "asha", "min_length": 1, "max_length": 9, "reduction_factor": 2},
-        budget={"max_trials": 10, "max_concurrent": 3},
+        strategy={"name": "nsga2", "options": {"population": 8}},
+        early_stopping={"name": "mo-asha", "min_length": 1, "max_length": 9, "reduction_factor": 3},
+        budget={"max_trials": 12, "max_concurrent": 3},
+        constraints=[],
+        reference_point={"validation_accuracy": 0.0, "latency_ms": 10.0},
     )
-    master = SimulatedMaster(FakeTrials(fail={2: "crash", 5: "invalid", 7: "exit"}), seed=6)
+    master = SimulatedMaster(FakeTrials(failures, metrics=conv_metrics), seed=2)
     runner = make_runner(master, config, core_context)
     runner.run_simulated()
     method = runner.search_method.method
