@@ -197,7 +197,13 @@ class SearchLoop:
                 return
             trial_id, length = self.waiting[index]
             del self.waiting[index]
-            self.backend.start(trial_id, self.hparams[trial_id], length)
+            try:
+                self.backend.start(trial_id, self.hparams[trial_id], length)
+            except BaseException:
+                # Not started (e.g. a remote backend lost its connection): keep the request,
+                # so the saved state still holds it and a resumed loop asks again.
+                self.waiting.appendleft((trial_id, length))
+                raise
             if self.on_change is not None:
                 self.on_change(self)  # e.g. save the child's pid before anything else happens
 
