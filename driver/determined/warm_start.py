@@ -70,7 +70,8 @@ def load_warm_start(source: str, *, client: Any = None) -> list[dict[str, Any]]:
     experiment = latest_experiment(client, latest.group(1))
     if experiment is None:
         return []
-    search = next((x for x in experiment.labels or () if x.startswith(SEARCH_PREFIX)), None)
+    labels = getattr(experiment, "labels", None) or ()
+    search = next((x for x in labels if x.startswith(SEARCH_PREFIX)), None)
     if search is not None:
         return records_from_search(client, search.removeprefix(SEARCH_PREFIX))
     return records_from_experiment(experiment)
