@@ -45,6 +45,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         _error(f"--concurrency must be >= 1, got {args.concurrency}")
         return EXIT_BAD_INPUT
     from hwnas.driver.determined.sdk_search import determined_search_runner
+    from hwnas.driver.determined.warm_start import WarmStartError
 
     try:
         # Trials on a Determined cluster (--backend determined, or resuming such a search).
@@ -57,7 +58,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             out = args.out if args.out is not None else _default_out(args.config)
             warm = _warm_start_records(args.warm_start)
             summary = run_search(args.config, out, concurrency=args.concurrency, warm_start=warm)
-    except (ConfigError, RunnerError, ValueError) as exc:  # WarmStartError is a ValueError
+    except (ConfigError, RunnerError, WarmStartError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     print(

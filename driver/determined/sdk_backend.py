@@ -60,6 +60,16 @@ class SdkBackendError(RuntimeError):
     """The master refused something this backend cannot work around (message says what)."""
 
 
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors after which asking the master again later may work: no connection, and
+    answers the SDK turns into ``APIException`` (5xx after its own retries, 404 of an
+    experiment deleted meanwhile is handled where it matters)."""
+    import requests
+    from determined.common.api import errors
+
+    return (requests.exceptions.RequestException, errors.APIException, OSError)
+
+
 def master_version(determined: Any) -> tuple[int, int]:
     """(major, minor) of the master, from ``GET /api/v1/master``; (0, 0) when unknown."""
     from determined.common.api import bindings
@@ -287,16 +297,27 @@ class DeterminedBackend(TrialBackend):
         return run
 
     def _poll(self) -> list[TrialOutcome]:
+        """One look at the runs in flight. A master that does not answer (restarting, a
+        network hiccup) costs a poll, not the search: the runs stay in flight."""
         self._last_poll = self.clock()
         ids = sorted({r.experiment_id for r in self.in_flight.values()})
-        experiments = {e.id: e for e in self.det.list_experiments(experiment_ids=ids)}
+        try:
+            experiments = {e.id: e for e in self.det.list_experiments(experiment_ids=ids)}
+        except transient_errors() as exc:
+            self.log(f"cannot poll the master ({type(exc).__name__}: {exc}); trying again")
+            return []
         timeout = self.search.runner.trial_timeout_s
         outcomes = []
         for key, run in list(self.in_flight.items()):
             experiment = experiments.get(run.experiment_id)
             if experiment is None or _state(experiment) in TERMINAL_STATES:
+                try:
+                    outcome = self._outcome(run, experiment)
+                except transient_errors() as exc:
+                    self.log(f"trial {run.trial_id}: cannot read its result yet ({exc})")
+                    continue
                 del self.in_flight[key]
-                outcomes.append(self._outcome(run, experiment))
+                outcomes.append(outcome)
             elif timeout is not None and self._last_poll - run.started > timeout:
                 del self.in_flight[key]
                 self.kill(run, f"longer than runner.trial_timeout_s={timeout:g}")

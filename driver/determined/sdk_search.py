@@ -94,10 +94,17 @@ def is_determined_run(out_dir: str | Path) -> bool:
 
 def connect(master: str | None) -> Any:
     """A ``Determined`` client (credentials as the SDK finds them: ``DET_USER``/``DET_PASS``,
-    ``det user login``'s cache, or a Determined task's own token)."""
+    ``det user login``'s cache, or a Determined task's own token); ``RunnerError`` naming the
+    master when it cannot be reached or refuses the login."""
     from determined.experimental import client
 
-    return client.Determined(master=master)
+    from hwnas.driver.determined.sdk_backend import transient_errors
+
+    try:
+        return client.Determined(master=master)
+    except transient_errors() as exc:
+        where = master or "$DET_MASTER (or localhost:8080)"
+        raise RunnerError(f"Determined master {where}: {type(exc).__name__}: {exc}") from None
 
 
 def resolve_project(determined: Any, workspace: str, project: str) -> int:
@@ -137,6 +144,7 @@ class SearchProgress:
         self.context: Any = None
         self._hooks = (sys.exit, sys.excepthook)
         self.last: dict[str, float] | None = None
+        self.last_progress: float | None = None
         self.experiment_id: int | None = None
 
     def start(self) -> None:
@@ -188,9 +196,10 @@ class SearchProgress:
                     steps_completed=loop.events, metrics=metrics
                 )
                 self.last = metrics
-            progress = float(method.progress())
-            if math.isfinite(progress):
-                self.context.train.report_progress(min(1.0, max(0.0, progress)))
+            progress = min(1.0, max(0.0, float(method.progress())))
+            if math.isfinite(progress) and progress != self.last_progress:
+                self.context.train.report_progress(progress)
+                self.last_progress = progress
         except Exception as exc:  # the display must never stop the search
             logger.warning("cannot report the search's progress to Determined: %s", exc)
 
