@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,9 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
 #: Version 2: the driver loop's layout (method, loop and backend sections).
 STATE_VERSION = 2
+
+#: ``factory(config, out_dir, log)`` -> the backend a search runs on (default: LocalBackend).
+BackendFactory = Callable[[SearchConfig, Path, Callable[[str], None]], TrialBackend]
 
 
 class RunnerError(RuntimeError):
@@ -239,7 +242,7 @@ def search_status(loop: SearchLoop, method: SearchMethod, backend: TrialBackend)
     )
 
 
-def _save(out: Path, loop: SearchLoop, method: SearchMethod, backend: LocalBackend) -> None:
+def _save(out: Path, loop: SearchLoop, method: SearchMethod, backend: TrialBackend) -> None:
     state = {
         "version": STATE_VERSION,
         "method": method.state_dict(),
@@ -290,6 +293,9 @@ def run_search(
     progress: ProgressView | None = None,
     stop_after_events: int | None = None,
     write_report: bool = True,
+    backend_factory: BackendFactory | None = None,
+    on_change: Callable[[SearchLoop, SearchMethod], None] | None = None,
+    warm_start: Sequence[Mapping[str, Any]] | None = None,
 ) -> RunSummary:
     """Run (or, with ``resume=True``, continue) a local search writing into ``out_dir``.
 
@@ -298,6 +304,11 @@ def run_search(
     (it gets ``--request REQ --result RES`` appended); ``stop_after_events`` interrupts the run
     after that many events, as a Ctrl-C would (for tests). Raises ``ConfigError`` before any
     trial starts when the config is invalid.
+
+    ``backend_factory`` runs the trials elsewhere (the Determined SDK backend) with the same
+    state.json machinery; ``on_change(loop, method)`` is called after every save (e.g. to
+    report the search's progress); ``warm_start`` records seed a fresh search
+    (``SearchMethod.warm_start``).
     """
     out = Path(out_dir)
     if resume:
@@ -317,20 +328,29 @@ def run_search(
         out.mkdir(parents=True, exist_ok=True)
         _write_config_copy(config, cfg, out / CONFIG_FILE)
     view = progress if progress is not None else ProgressView.for_stream(sys.stderr)
-    slots, threads = resolve_slots(cfg, concurrency)
-    backend = LocalBackend(
-        out,
-        slots,
-        threads_per_trial=threads,
-        timeout_s=cfg.runner.trial_timeout_s,
-        command=trial_command,
-        log=view.log,
-    )
+    backend: TrialBackend
+    if backend_factory is not None:
+        backend = backend_factory(cfg, out, view.log)
+    else:
+        slots, threads = resolve_slots(cfg, concurrency)
+        backend = LocalBackend(
+            out,
+            slots,
+            threads_per_trial=threads,
+            timeout_s=cfg.runner.trial_timeout_s,
+            command=trial_command,
+            log=view.log,
+        )
+    if warm_start and not resume:
+        counts = method.warm_start(list(warm_start))
+        view.log(f"warm start: {len(warm_start)} earlier results ({counts})")
     interrupt: dict[str, str] = {}
 
     def after_event(loop: SearchLoop) -> None:
         """A safe point: save, show, and stop here if asked to."""
         _save(out, loop, method, backend)
+        if on_change is not None:
+            on_change(loop, method)
         view.update(search_status(loop, method, backend))
         if stop_after_events is not None and loop.events >= stop_after_events:
             raise StopRequested(f"stopped after {loop.events} events (test hook)")
@@ -438,6 +458,7 @@ def _short_metrics(metrics: dict[str, Any]) -> str:
 __all__ = [
     "CONFIG_FILE",
     "STATE_FILE",
+    "BackendFactory",
     "ConfigError",
     "LocalBackend",
     "RunSummary",

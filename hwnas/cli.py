@@ -44,16 +44,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         _error(f"--concurrency must be >= 1, got {args.concurrency}")
         return EXIT_BAD_INPUT
+    from hwnas.driver.determined.sdk_search import determined_search_runner
+    from hwnas.driver.determined.warm_start import WarmStartError
+
     try:
-        if args.resume is not None:
+        # Trials on a Determined cluster (--backend determined, or resuming such a search).
+        runner = determined_search_runner(args)
+        if runner is not None:
+            summary = runner()
+        elif args.resume is not None:
             summary = run_search(None, args.resume, resume=True, concurrency=args.concurrency)
         else:
             out = args.out if args.out is not None else _default_out(args.config)
-            summary = run_search(args.config, out, concurrency=args.concurrency)
-    except ConfigError as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
-    except RunnerError as exc:
+            warm = _warm_start_records(args.warm_start)
+            summary = run_search(args.config, out, concurrency=args.concurrency, warm_start=warm)
+    except (ConfigError, RunnerError, WarmStartError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     print(
@@ -64,6 +69,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     for path in summary.report_files:
         print(f"  wrote {path}")
     return EXIT_FAILED if summary.interrupted else EXIT_OK
+
+
+def _warm_start_records(source: str | None) -> list | None:
+    """Records of ``--warm-start`` (files only without a Determined client; see
+    ``hwnas.driver.determined.warm_start``)."""
+    if not source:
+        return None
+    from hwnas.driver.determined.warm_start import load_warm_start
+
+    return load_warm_start(source)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -99,7 +114,7 @@ def add_search_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``search``, ``report`` and ``export``."""
     search = subparsers.add_parser(
         "search",
-        help="run a local search (trials as child processes)",
+        help="run a search (trials as local child processes, or Determined experiments)",
         description="Run the search in CONFIG on this machine, or continue one with --resume.",
     )
     search.add_argument("config", nargs="?", type=Path, help="search config YAML")
@@ -115,6 +130,34 @@ def add_search_commands(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="trials at once (default: one per GPU, else min(2, CPUs, budget.max_concurrent))",
+    )
+    search.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="SOURCE",
+        help="start from earlier results: pareto.json/trials.csv/state.json or a folder holding "
+        "one; with --backend determined also experiment:<id> or latest:<label>",
+    )
+    determined = search.add_argument_group(
+        "Determined", "run every trial as an experiment on a Determined 0.37/0.38 cluster"
+    )
+    determined.add_argument(
+        "--backend", choices=("local", "determined"), default="local", help="default: local"
+    )
+    determined.add_argument("--master", default=None, help="master URL (default: $DET_MASTER)")
+    determined.add_argument(
+        "--trial-experiment",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="Determined settings of each trial's experiment (image, resources, entrypoint; "
+        "default: experiment_yamls/det_trials_gpu.yaml)",
+    )
+    determined.add_argument(
+        "--project",
+        default=None,
+        metavar="[WORKSPACE/]PROJECT",
+        help="where the experiments go (default: Uncategorized/<search name>)",
     )
     search.set_defaults(handler=cmd_search)
 
