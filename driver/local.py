@@ -352,7 +352,6 @@ def run_search(
             if config is not None:
                 given = config if isinstance(config, SearchConfig) else load_config(config)
             cfg = resumed_config(saved, str(out / CONFIG_FILE), given, _source(config), budget)
-            method = restore_method(state, out / STATE_FILE)
             changed = cfg.model_dump(mode="json") != saved.model_dump(mode="json")
         else:
             if config is None:
@@ -360,10 +359,11 @@ def run_search(
             cfg = config if isinstance(config, SearchConfig) else load_config(config)
             cfg = with_budget(cfg, budget)
             _refuse_existing(out)
-            method = SearchMethod(cfg)
             changed = False
         if check_machine:
             preflight(cfg, _source(config) if config is not None else str(out / CONFIG_FILE))
+        # After the cheap checks: a method may load models (arch2vec) as it is built.
+        method = restore_method(state, out / STATE_FILE) if resume else SearchMethod(cfg)
         if not resume:
             try:
                 out.mkdir(parents=True, exist_ok=True)
