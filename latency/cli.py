@@ -24,6 +24,10 @@ from hwnas.latency.errors import BackendUnavailableError, LatencyError
 from hwnas.latency.target import MeasurementTarget
 from hwnas.latency.timing import TimingConfig
 
+#: Architectures a predictor needs to fit (``hwnas.latency.predictor.fit_predictor`` refuses
+#: fewer), checked before anything is measured.
+MIN_FIT = 5
+
 #: Exit statuses, as ``hwnas`` documents them (README, "Errors and exit codes").
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -306,8 +310,13 @@ def run_profile(args: argparse.Namespace) -> int:
     archs = sample_unique(space, args.n, np.random.default_rng(args.seed))
     if len(archs) < args.n:
         console.print(f"[yellow]only {len(archs)} distinct architectures in the space")
-    if len(archs) < 2:
-        raise ValueError(f"--n {args.n}: fitting a predictor needs at least 2 architectures")
+    held_out = max(1, round(len(archs) * args.test_fraction))  # as fit_and_evaluate splits
+    if len(archs) - held_out < MIN_FIT:
+        raise ValueError(
+            f"--n {args.n}: {len(archs) - held_out} architectures would be left to fit on after "
+            f"holding out {held_out} (--test-fraction {args.test_fraction}); a predictor needs "
+            f"{MIN_FIT}: use --n {MIN_FIT + held_out} or more"
+        )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         console.print(f"measurements cached in {cache}")

@@ -14,6 +14,11 @@ SPACES: Registry[type[SearchSpace]] = Registry(
 )
 
 
+class UnknownOptionError(ArchitectureError, TypeError):
+    """A space option its constructor does not take: an ``ArchitectureError`` naming the
+    accepted ones, and a ``TypeError`` like the call it stands for."""
+
+
 def space_names() -> tuple[str, ...]:
     """The registered search spaces."""
     return SPACES.names()
@@ -35,11 +40,18 @@ def get_space(name: str, **options: Any) -> SearchSpace:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         ]
         unknown = sorted(set(options) - set(accepted))
-        raise ArchitectureError(
+        raise UnknownOptionError(
             f"space {name!r} has no option {', '.join(map(repr, unknown)) or '?'}; "
             f"its options: {', '.join(accepted) or 'none'}"
         ) from None
     return cls(**options)
 
 
-__all__ = ["SPACES", "ArchitectureError", "SearchSpace", "get_space", "space_names"]
+__all__ = [
+    "SPACES",
+    "ArchitectureError",
+    "SearchSpace",
+    "UnknownOptionError",
+    "get_space",
+    "space_names",
+]

@@ -69,6 +69,7 @@ def test_latency_measure_on_an_unavailable_backend_is_one_line(backend):
         (["measure", "--space", "nb201", "--arch", ARCH, "--option", "Q=3"], "'Q'"),
         (["measure", "--space", "nb201", "--arch", ARCH, "--option", "C=-8"], "C"),
         (["profile", "--space", "nb201", "--n", "0", "--out", "p.json"], "--n"),
+        (["profile", "--space", "nb201", "--n", "4", "--out", "p.json"], "--n 6 or more"),
         (["measure", "--space", "nb201", "--arch", ARCH, "--backend", "ort-cpux"], "ort-cpux"),
     ],
 )
@@ -256,7 +257,7 @@ def test_demo_script_runs_twice(tmp_path):
 
 # -- 8. an interrupted profile keeps its measurements ----------------------------------------------
 def test_profile_ctrl_c_keeps_measurements_and_continues(tmp_path):
-    argv = ["latency", "profile", "--space", "nb201", *SMALL, *QUICK, "--n", "4"]
+    argv = ["latency", "profile", "--space", "nb201", *SMALL, *QUICK, "--n", "6"]
     argv += ["--out", str(tmp_path / "pred.json")]
     cache = tmp_path / "pred.latency.sqlite"  # the default: beside --out
     proc = subprocess.Popen(
