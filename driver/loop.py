@@ -125,6 +125,13 @@ class SearchLoop:
         finally:
             self._requeue_running()
 
+    def continue_with(self, name: str, handler: Callable[[], list[Operation]]) -> None:
+        """Deliver one event from outside the engine (e.g. a resumed search whose budget
+        changed) and, if it had shut down, run again on what the method answers."""
+        self.shutdown = False
+        self.shutdown_failure = False
+        self._event(name, handler)
+
     def busy(self, trial_id: int) -> bool:
         """Whether the trial has a run in flight or waiting."""
         return any(t == trial_id for t, _ in self.backend.running()) or any(

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.contract import DATASET_SHAPES
-from hwnas.searchers.config import SearchConfig
+from hwnas.searchers.config import BudgetConfig, SearchConfig
 from hwnas.searchers.early_stopping import Observation, make_stopper
 from hwnas.searchers.filters import (
     CachedLatency,
@@ -222,6 +222,22 @@ class SearchMethod:
             limit = self.config.budget.max_consecutive_failures
             if limit is not None and self.consecutive_failures >= limit:
                 return self._abort(f"{self.consecutive_failures} trials failed in a row")
+        return self._fill()
+
+    def on_continue(self, budget: BudgetConfig | None = None) -> list[Operation]:
+        """A driver continues this search, with ``budget`` replacing the configured one if
+        given: a search that had ended (budget spent, proposals exhausted, or stopped after
+        failures in a row) starts again while the budget allows; the failure and rejection
+        counts start afresh."""
+        self.events += 1
+        if budget is not None:
+            self.config = self.config.model_copy(update={"budget": budget})
+            self.filter.max_consecutive_rejections = budget.max_consecutive_rejections
+        self.exhausted = False
+        self.filter.consecutive_rejections = 0
+        self.consecutive_failures = 0
+        self.shut_down = False
+        self.abort_reason = ""
         return self._fill()
 
     def warm_start(self, records: list[Mapping[str, Any]]) -> dict[str, int]:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from hwnas.contract import DataSettings
+from hwnas.trials.data_paths import cifar_dir, missing_cifar_message
 from hwnas.trials.errors import TrialError
 
 log = logging.getLogger(__name__)
@@ -221,15 +222,10 @@ def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndar
 
 def _cifar_dir(root: Path, name: str) -> Path:
     """The directory holding the batch files: ``root`` itself or the archive's subfolder."""
-    sub = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-    for candidate in (root, root / sub):
-        marker = "data_batch_1" if name == "cifar10" else "train"
-        if (candidate / marker).is_file():
-            return candidate
-    raise DataError(
-        f"no {name} python batches under {root} (looked for {root}/{sub}); "
-        "set data.root to the extracted archive, or data.download: true with torchvision"
-    )
+    folder = cifar_dir(root, name)
+    if folder is None:
+        raise DataError(missing_cifar_message(root, name))
+    return folder
 
 
 def _download_cifar(root: Path, name: str) -> None:

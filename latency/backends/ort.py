@@ -20,6 +20,7 @@ import numpy as np
 from hwnas.latency.backends import BACKENDS
 from hwnas.latency.backends.base import Backend, Loaded
 from hwnas.latency.errors import BackendUnavailableError, MeasurementError
+from hwnas.latency.ort_runtime import import_onnxruntime
 
 _ORT_DISTS = ("onnxruntime", "onnxruntime-gpu")
 #: Session config entry that makes ``get_provider_graph_assignment_info`` answer (added by
@@ -41,7 +42,7 @@ def installed_ort_distributions() -> list[str]:
 
 def _import_ort() -> Any:
     try:
-        import onnxruntime
+        onnxruntime = import_onnxruntime()  # with its telemetry off
     except ImportError as exc:
         raise BackendUnavailableError(
             "ONNX Runtime is not installed: pip install 'hwnas[cpu]' (onnxruntime) or "
