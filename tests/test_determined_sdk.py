@@ -222,7 +222,7 @@ def test_a_search_that_aborts_kills_its_runs_in_flight(det_env: Path) -> None:
     trials = FakeTrials({0: "invalid", 1: "invalid"}, metrics=demo_metrics)
     with MasterDouble(trials, det_env / "s", version="0.38.1") as double:
         result = search(double, det_env / "run", config)
-        assert result.finished
+        assert result.outcome == "stopped" and not result.finished  # stopped on failures
         state = json.loads((det_env / "run" / "state.json").read_text())
         assert "2 trials failed in a row" in state["method"]["abort_reason"]
         killed = [e for e in double.managed() if e.state == "CANCELED"]

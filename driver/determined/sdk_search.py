@@ -39,6 +39,7 @@ from hwnas.driver.determined.sdk_backend import DeterminedBackend, needs_max_len
 from hwnas.driver.determined.warm_start import sweep_label
 from hwnas.driver.local import STATE_FILE, RunnerError, RunSummary, load_state, run_search
 from hwnas.driver.loop import SearchLoop
+from hwnas.driver.preflight import preflight
 from hwnas.driver.progress import ProgressView
 from hwnas.searchers.config import SearchConfig, load_config
 from hwnas.searchers.method import SearchMethod
@@ -290,6 +291,8 @@ def run_determined_search(
     held: dict[str, Any] = {}
 
     def factory(cfg: SearchConfig, run_dir: Path, log: Any) -> DeterminedBackend:
+        for note in preflight(cfg, str(run_dir / "config.yaml"), on_this_machine=False):
+            log(note)
         if not resume:
             settings.save(run_dir)
         backend = DeterminedBackend(
@@ -331,9 +334,10 @@ def run_determined_search(
             backend_factory=factory,
             on_change=on_change,
             warm_start=records if isinstance(records, list) else None,
+            check_machine=False,  # the trials run on the cluster's agents, not here
         )
     finally:
-        if summary is not None and summary.finished and "backend" in held:
+        if summary is not None and not summary.interrupted and "backend" in held:
             killed = held["backend"].finish()
             if killed:
                 logger.info("killed experiments still running: %s", killed)
