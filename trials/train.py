@@ -52,10 +52,10 @@ def run_trial(core_context: Any, hparams: dict[str, Any], latest_checkpoint: str
     validation metrics, and complete the operation with the full metrics dict."""
     import determined as det
 
-    from hwnas.trials.loop import TrialRun
+    from hwnas.trials.dispatch import make_run
 
     try:
-        trial = TrialRun(hparams)
+        trial = make_run(hparams)  # TrialRun, or SupernetRun for ``kind: supernet``
         if latest_checkpoint is not None:
             with core_context.checkpoint.restore_path(latest_checkpoint) as path:
                 trial.restore(path)
@@ -81,8 +81,10 @@ def run_trial(core_context: Any, hparams: dict[str, Any], latest_checkpoint: str
                 return  # preempted: the checkpoint is stored; the master restarts us later
             had_latency = trial.latency is not None
             metrics = trial.metrics()
-            if trial.latency is not None and not had_latency:
-                store_checkpoint()  # keep the measurement: a restarted trial need not redo it
+            # Keep the measurement (a restarted trial need not redo it) and a supernet's
+            # ranking (stored beside its checkpoint).
+            if (trial.latency is not None and not had_latency) or getattr(trial, "ranking", None):
+                store_checkpoint()
             core_context.train.report_validation_metrics(
                 steps_completed=trial.epoch, metrics=reportable(metrics)
             )
