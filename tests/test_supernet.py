@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from hwnas.latency.predictor import fit_predictor
 from hwnas.spaces import get_space
@@ -455,3 +456,14 @@ def test_core_api_entrypoint_serves_a_supernet(tmp_path: Path) -> None:
     assert NB201.validate(ops[1].completed["derived_arch"]) == ops[1].completed["derived_arch"]
     stored = [sid for sid, _ in ctx.checkpoint.stored]
     assert any((tmp_path / sid / RANKING_FILE).is_file() for sid in stored)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "experiment_yamls" / "supernet").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_example_hparams_files_parse(path: Path) -> None:
+    from hwnas.trials.supernet.settings import parse_supernet_hparams
+
+    hp = parse_supernet_hparams(yaml.safe_load(path.read_text()))
+    assert hp.kind == "supernet" and hp.space in ("nb201", "darts")
+    get_space(hp.space, **hp.space_options)
