@@ -467,3 +467,23 @@ def test_example_hparams_files_parse(path: Path) -> None:
     hp = parse_supernet_hparams(yaml.safe_load(path.read_text()))
     assert hp.kind == "supernet" and hp.space in ("nb201", "darts")
     get_space(hp.space, **hp.space_options)
+
+
+@pytest.mark.slow
+def test_local_backend_runs_a_supernet_trial(tmp_path: Path) -> None:
+    """The local backend's own process pool starts the supernet like any trial."""
+    from hwnas.driver.local import LocalBackend
+
+    backend = LocalBackend(tmp_path, [None], threads_per_trial=1, timeout_s=600)
+    hp = hparams()
+    backend.create(7, hp)
+    backend.start(7, hp, 1)
+    outcomes = []
+    for _ in range(600):
+        outcomes += backend.wait(1.0)
+        if outcomes:
+            break
+    assert len(outcomes) == 1 and outcomes[0].ok, outcomes
+    metrics = outcomes[0].metrics
+    assert metrics["kind"] == "supernet" and metrics["epochs"] == 1
+    assert (backend.trial_dir(7) / "checkpoint" / RANKING_FILE).is_file()

@@ -104,6 +104,17 @@ class SupernetRun:
         self.hp = parse_supernet_hparams(hparams)
         hp, training, sn = self.hp, self.hp.training, self.hp.supernet
         self.device = torch.device(device) if device else default_device()
+        ignored = [
+            name
+            for name, on in (
+                (f"amp={training.amp}", training.amp != "off"),
+                ("compile", training.compile),
+                ("channels_last", training.channels_last),
+            )
+            if on
+        ]
+        if ignored:
+            log.warning("supernet trials train in fp32, eagerly: ignoring %s", ", ".join(ignored))
         if hp.latency.enabled:
             check_latency_backend(hp.latency.backend)
         if self.device.type == "cpu" and training.cpu_threads is not None:

@@ -138,6 +138,11 @@ def is_supernet(hparams: Any) -> bool:
     return isinstance(hparams, dict) and hparams.get("kind") == KIND
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_supernet_hparams(raw: Any) -> SupernetHParams:
     """Validate a supernet trial's hyperparameters; one ``HParamsError`` naming each bad field."""
     if isinstance(raw, SupernetHParams):
@@ -149,7 +154,7 @@ def parse_supernet_hparams(raw: Any) -> SupernetHParams:
     except ValidationError as exc:
         problems = "; ".join(
             f"hparams.{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']} "
-            f"(got {err.get('input')!r})"
+            f"(got {_short(err.get('input'))})"
             for err in exc.errors()
         )
         raise HParamsError(f"invalid supernet hparams: {problems}") from None
