@@ -487,3 +487,21 @@ def test_local_backend_runs_a_supernet_trial(tmp_path: Path) -> None:
     metrics = outcomes[0].metrics
     assert metrics["kind"] == "supernet" and metrics["epochs"] == 1
     assert (backend.trial_dir(7) / "checkpoint" / RANKING_FILE).is_file()
+
+
+@pytest.mark.slow
+def test_a_table_device_becomes_an_additive_predictor(nb201_table_file, monkeypatch) -> None:
+    """``table:<device>``: a lookup fitted on the whole column ranks like the table."""
+    from scipy.stats import spearmanr
+
+    from hwnas.latency.predictor import LatencyPredictor
+    from hwnas.trials.supernet.cost import additive_predictor
+
+    monkeypatch.setenv("HWNAS_NB201_TABLE", str(nb201_table_file))
+    additive = additive_predictor("table:pixel2", NB201)
+    assert additive.kind == "lookup" and additive.meta["fitted_on"] == "table:pixel2"
+    archs = list(NB201.enumerate())[::7]
+    table = LatencyPredictor.load("table:pixel2").predict_many(archs)
+    assert spearmanr(additive.predict_many(archs), table).statistic > 0.85
+    with pytest.raises(HParamsError, match="NB201's"):
+        additive_predictor("table:pixel2", DARTS)
