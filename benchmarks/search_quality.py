@@ -258,7 +258,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--strategies",
         nargs="+",
         default=None,
-        help=f"hwnas strategies (default: every registered one: {', '.join(STRATEGIES.names())})",
+        help="hwnas strategies (default: every registered one that runs without options: "
+        f"{', '.join(_default_strategies())})",
     )
     p.add_argument("--peers", nargs="*", default=list(PEERS), help="Optuna peers to compare")
     p.add_argument(
@@ -273,7 +274,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="3 seeds, budgets 25/50, cifar10 on raspi4")
     args = p.parse_args(argv)
     if args.strategies is None:
-        args.strategies = STRATEGIES.names()
+        args.strategies = _default_strategies()
     if args.quick:
         args.seeds, args.budgets = min(args.seeds, 3), [25, 50]
         args.datasets, args.devices = ["cifar10"], [args.devices[0]]
@@ -289,6 +290,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.budgets = sorted(set(args.budgets))
     args.strategy_options = _parse_options(p, args.options, args.strategies)
     return args
+
+
+def _default_strategies() -> list[str]:
+    """Registered strategies that need no options (``supernet`` needs a ranking file)."""
+    out = []
+    for name in STRATEGIES.names():
+        try:
+            STRATEGIES.get(name).Options()
+        except ValueError:
+            continue
+        out.append(name)
+    return out
 
 
 def _parse_options(

@@ -10,7 +10,7 @@ from hwnas.spaces.base import ArchitectureError, SearchSpace
 
 #: Search spaces by name; built-in ones register themselves with ``@SPACES.register(...)``.
 SPACES: Registry[type[SearchSpace]] = Registry(
-    "search space", ("hwnas.spaces.nb201", "hwnas.spaces.mobilenet")
+    "search space", ("hwnas.spaces.nb201", "hwnas.spaces.mobilenet", "hwnas.spaces.darts")
 )
 
 

@@ -48,7 +48,8 @@ def run_request(request_path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         request = read_request(request_path)
         # Imported here so a broken install still yields a result file, not a traceback.
-        from hwnas.trials.loop import train_to
+        # A stand-alone architecture or, with ``hparams.kind: supernet``, a supernet.
+        from hwnas.trials.dispatch import train_to
 
         trial_id = request.get("trial_id")
         log.info("trial %s: training to %d epochs", trial_id, request["length"])

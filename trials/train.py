@@ -100,9 +100,9 @@ class _Trial:
     def get(self) -> Any:
         if self.run is None:
             if self.factory is None:
-                from hwnas.trials.loop import TrialRun
+                from hwnas.trials.dispatch import make_run
 
-                self.factory = TrialRun
+                self.factory = make_run  # TrialRun, or SupernetRun for ``kind: supernet``
             self.run = self.factory(self.hparams)
             if self.latest is not None:
                 with self.core.checkpoint.restore_path(self.latest) as path:
@@ -136,8 +136,10 @@ class _Trial:
             return None  # preempted: the checkpoint is stored; the master restarts us later
         had_latency = run.latency is not None
         metrics = run.metrics()
-        if run.latency is not None and not had_latency:
-            self.store()  # keep the measurement: a restarted trial need not redo it
+        # Keep the measurement (a restarted trial need not redo it) and a supernet's ranking
+        # (stored beside its checkpoint).
+        if (run.latency is not None and not had_latency) or getattr(run, "ranking", None):
+            self.store()
         self.core.train.report_validation_metrics(
             steps_completed=run.epoch, metrics=reportable(metrics)
         )
