@@ -32,7 +32,8 @@ class LandmarkSettings(_Section):
     #: ``{"landmarks": [...]}``) or a CSV with ``arch`` and ``<metric>`` columns, such as the
     #: ``trials.csv`` of an earlier multi-trial search. ``table``: the NB201 table (nb201 only).
     source: Literal["none", "file", "table"] = "none"
-    #: The file (``file``) or the NB201 table (``table``; default: the packaged one or ``$HWNAS_NB201_TABLE``).
+    #: The file (``file``) or the NB201 table (``table``; default: ``$HWNAS_NB201_TABLE``, else
+    #: the packaged table).
     path: str | None = None
     #: The accuracy key or column (``table``: ``c10_test``, ``c10_valid``, ``c100_test``, ...).
     metric: str | None = None
