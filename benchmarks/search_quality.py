@@ -62,7 +62,7 @@ from benchmarks.search_quality_peers import (
     peer_unavailable,
 )
 from hwnas.atomic import write_json_atomic
-from hwnas.driver.tabular import NB201Benchmark, run_on_table
+from hwnas.driver.tabular import NB201Benchmark, run_on_table, table_config
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.method import SearchMethod
 from hwnas.searchers.strategies import STRATEGIES
@@ -132,9 +132,10 @@ class TableCost:
 
     def __init__(self, bench: NB201Benchmark) -> None:
         from hwnas.spaces import get_space
+        from hwnas.spaces.nb201_table import TABLE_NETWORK
 
         self.bench = bench
-        self.space = get_space("nb201")
+        self.space = get_space(TABLE_NETWORK["space"], **TABLE_NETWORK["space_options"])
         self.looked_up: set[str] = set()
 
     def predict(self, arch: str) -> float:
@@ -223,8 +224,9 @@ def run_one(
         repeats = method.repeats
     else:
         config = parse_config(hwnas_config(spec, ref, options), f"<{spec.method} config>")
+        config = table_config(config)  # the table's network: full cells, one key per row
         cost = TableCost(bench) if spec.mode != "so" else None
-        search = SearchMethod(config, cost_predictor=cost)
+        search = SearchMethod(config, cost_predictor=cost, measured=bench.target)
         result = run_on_table(
             search,
             bench,
@@ -360,6 +362,23 @@ def _cache_file(
     return cache / spec.method / name
 
 
+def _longer_peer_runs(cache: Path, spec: RunSpec, table_path: str, repeat_rule: str) -> list[Path]:
+    """Cached runs of the same peer and seed at a larger budget, smallest first: a peer's
+    budget only stops it (its sampler never sees it), so their first ``spec.budget`` queries
+    are this run's. Their curves are longer (the report reads them at its budgets); their
+    wall time and repeat count are the longer run's."""
+    if spec.method not in PEERS:
+        return []
+    name = _cache_file(cache, spec, table_path, repeat_rule).name
+    head, tail = name.split(f"-b{spec.budget}-", 1)
+    found = []
+    for longer in (cache / spec.method).glob(f"{head}-b*-{tail}"):
+        budget = longer.name[len(head) + 2 :].split("-", 1)[0]
+        if budget.isdigit() and int(budget) > spec.budget:
+            found.append((int(budget), longer))
+    return [p for _, p in sorted(found)]
+
+
 def run_cached(
     spec: RunSpec,
     table_path: str,
@@ -372,13 +391,13 @@ def run_cached(
     if cache is None:
         return run_one(spec, table_path, options, repeat_rule)
     path = _cache_file(cache, spec, table_path, repeat_rule, options)
-    if path.is_file():
+    for found in [path, *_longer_peer_runs(cache, spec, table_path, repeat_rule)]:
         try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-            result["cached"] = True
-            return result
+            result = json.loads(found.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
-            pass  # a broken cache file is a miss
+            continue  # a broken cache file is a miss
+        result["cached"] = True
+        return result
     result = run_one(spec, table_path, options, repeat_rule)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, result)
@@ -433,7 +452,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="hwnas strategies vs Optuna and Syne Tune peers on the NB201 table.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/search_quality"))
-    p.add_argument("--table", help="NB201 table (default: $HWNAS_NB201_TABLE or ../shared)")
+    p.add_argument(
+        "--table", help="NB201 table (default: $HWNAS_NB201_TABLE, else the packaged one)"
+    )
     p.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200])
     p.add_argument("--seeds", type=int, default=20, help="seeds per setting (default 20)")
     p.add_argument("--seed0", type=int, default=0, help="first seed")
@@ -443,7 +464,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10,
         help=f"seeds for the slow peers {sorted(SLOW_PEERS)} (default 10; at most --seeds)",
     )
-    p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DEFAULT_DATASETS),
+        help="cifar10, cifar100, ImageNet16-120 or any dataset prefix of the table",
+    )
     p.add_argument("--devices", nargs="+", default=list(DEFAULT_DEVICES))
     p.add_argument(
         "--cifar100-devices",
@@ -467,7 +493,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--strategies",
         nargs="+",
         default=None,
-        help=f"hwnas strategies (default: every registered one: {', '.join(STRATEGIES.names())})",
+        help="hwnas strategies (default: every registered one that runs without options: "
+        f"{', '.join(_default_strategies())})",
     )
     p.add_argument(
         "--peers",
@@ -504,7 +531,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if args.strategies is None:
-        args.strategies = STRATEGIES.names()
+        args.strategies = _default_strategies()
     explicit_peers = args.peers is not None
     if args.peers is None:
         args.peers = list(DEFAULT_PEERS)
@@ -535,6 +562,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _default_strategies() -> list[str]:
+    """Registered strategies that need no options (``supernet`` needs a ranking file)."""
+    out = []
+    for name in STRATEGIES.names():
+        try:
+            STRATEGIES.get(name).Options()
+        except ValueError:
+            continue
+        out.append(name)
+    return out
+
+
 def _parse_options(
     p: argparse.ArgumentParser, items: list[str], strategies: list[str]
 ) -> dict[str, dict[str, Any]]:
@@ -561,24 +600,18 @@ def _parse_options(
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, print the tables, write ``search_quality.json`` and plots to ``--out``."""
     from benchmarks.search_quality_report import summarise, write_outputs
-    from hwnas.spaces.nb201_table import TableError, default_table_path
+    from hwnas.driver.tabular import TabularError, dataset_prefix
+    from hwnas.spaces.nb201_table import TableError, load_table
 
     args = parse_args(argv)
-    table_path = args.table or default_table_path()
-    if table_path is None or not Path(table_path).is_file():
-        print(
-            "search_quality: NB201 table not found; set HWNAS_NB201_TABLE or --table, or place "
-            "it at ../shared/data/nb201/nb201_cifar.csv.gz",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        from hwnas.spaces.nb201_table import load_table
-
-        devices = load_table(table_path).devices
-    except TableError as exc:
+        table = load_table(args.table)  # None: $HWNAS_NB201_TABLE, else the packaged table
+        for dataset in args.datasets:
+            dataset_prefix(table, dataset)
+    except (TableError, TabularError) as exc:
         print(f"search_quality: {exc}", file=sys.stderr)
         return 2
+    table_path, devices = table.path, table.devices
     missing = sorted(
         {*args.devices, *args.cifar100_devices, *args.constrained_devices} - set(devices)
     )

@@ -21,7 +21,7 @@ from hwnas.searchers.objectives import Objectives
 from hwnas.spaces.base import SearchSpace
 
 
-class CostSource(Protocol):
+class CostLookup(Protocol):
     """Anything with ``predict(arch)``: a cost in the cost metric's units (None: unknown)."""
 
     def predict(self, arch: str) -> float | None: ...
@@ -37,7 +37,7 @@ class StrategyContext:
     """
 
     max_trials: int | None = None
-    cost: CostSource | None = None
+    cost: CostLookup | None = None
     cost_metric: str = "latency_ms"
 
 
@@ -181,6 +181,7 @@ STRATEGIES: Registry[type[Strategy]] = Registry(
         "hwnas.searchers.strategies.predictor",
         "hwnas.searchers.arch2vec.strategy",
         "hwnas.searchers.strategies.auto",
+        "hwnas.searchers.strategies.supernet",
     ),
 )
 
@@ -199,7 +200,7 @@ def make_strategy(
 
 __all__ = [
     "STRATEGIES",
-    "CostSource",
+    "CostLookup",
     "Strategy",
     "StrategyContext",
     "StrategyOptions",
