@@ -149,3 +149,21 @@ def test_warm_started_results_are_not_proposed_again_and_state_round_trips():
     )
     twin.load_state_dict(state, s.history)
     assert twin.ask() == s.ask()
+
+
+def test_gp_kernel_lookup_on_one_hot_rows_matches_the_formula() -> None:
+    """0/1 features take the table-lookup path of ``GaussianProcess._cross``; it must give
+    the Matern kernel of the distances (and the general path is kept for other features)."""
+    from hwnas.searchers.surrogates import GaussianProcess, distances, matern52
+
+    rng = np.random.default_rng(0)
+    space = get_space("nb201")
+    X = np.array([space.encode(space.sample(rng), "onehot") for _ in range(40)], dtype=float)
+    P = np.array([space.encode(space.sample(rng), "onehot") for _ in range(300)], dtype=float)
+    gp = GaussianProcess().fit(X, rng.normal(size=40))
+    want = matern52(distances(P, X) / gp.params[0])
+    np.testing.assert_allclose(gp._cross(P), want, atol=1e-6)
+    soft = P * 0.5  # not 0/1: the formula itself
+    np.testing.assert_allclose(
+        gp._cross(soft), matern52(distances(soft, X) / gp.params[0]), atol=1e-6
+    )
