@@ -51,8 +51,11 @@ SPACES: dict[str, dict[str, Any]] = {
         "head_channels": 128,
     },
 }
-#: The trial contract's defaults (what a new user's config gets), single-threaded.
-DATA = {"dataset": "digits", "val_fraction": 0.2}
+#: Half of digits held out: at the default 0.2 (359 images) every architecture ends within a
+#: few images of 99% and the final ranking is mostly noise; 898 images resolve 0.1%, and with
+#: 899 training images (14 steps an epoch) the easy task saturates less. Training settings
+#: are the trial contract's defaults, single-threaded.
+DATA = {"dataset": "digits", "val_fraction": 0.5}
 TRAINING = {"batch_size": 64, "lr": 0.05, "cpu_threads": 1, "bn_recalibration_batches": 20}
 ACCURACY, RUNNING = "validation_accuracy", "validation_accuracy_running"
 
@@ -138,7 +141,8 @@ def train_curve(settings: dict[str, Any], arch: str, index: int) -> dict[str, An
                 "bn_recalibration_s": float(bn.get("seconds", 0.0)),
             }
         )
-    return CurveRow(arch, seed, dict(run.cost()), tuple(curve)).to_json()
+    fixed = {**run.cost(), "val_size": run.data.val_size}
+    return CurveRow(arch, seed, fixed, tuple(curve)).to_json()
 
 
 def ensure_curves(
@@ -248,11 +252,20 @@ def rank_fidelity(table: CurveTable, boot: int = 2000, seed: int = 0) -> dict[st
         "rho": out["per_epoch"][0]["rho_recalibrated"] - out["per_epoch"][0]["rho_running"],
         "ci95": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))],
     }
+    final = recal[:, -1]
     out["final_spread"] = {
-        "min": float(recal[:, -1].min()),
-        "median": float(np.median(recal[:, -1])),
-        "max": float(recal[:, -1].max()),
+        "min": float(final.min()),
+        "median": float(np.median(final)),
+        "max": float(final.max()),
     }
+    # How far the final accuracies themselves rank reliably: the share of their variance
+    # that is not binomial noise of a finite validation set. sqrt(reliability) bounds the
+    # (Pearson) correlation any rung can reach with them.
+    n_val = np.array([float(r.metrics.get("val_size", np.nan)) for r in table.rows])
+    noise = float(np.nanmean(final * (1 - final) / n_val))
+    reliability = max(0.0, 1.0 - noise / float(final.var())) if final.var() > 0 else 0.0
+    out["final_reliability"] = reliability
+    out["ceiling"] = float(np.sqrt(reliability))
     cost = np.array(
         [[c["epoch_time_s"], c["bn_recalibration_s"]] for r in table.rows for c in r.curve]
     )
@@ -277,7 +290,8 @@ def print_report(space: str, result: dict[str, Any]) -> None:
     print(
         f"rung 1: rho recalibrated - running = {d['rho']:+.3f} "
         f"(bootstrap 95% CI {d['ci95'][0]:+.3f} .. {d['ci95'][1]:+.3f}); final accuracy "
-        f"min/median/max {spread['min']:.3f}/{spread['median']:.3f}/{spread['max']:.3f}; "
+        f"min/median/max {spread['min']:.3f}/{spread['median']:.3f}/{spread['max']:.3f} "
+        f"(validation noise leaves a correlation ceiling of ~{result['ceiling']:.2f}); "
         f"recalibration costs {100 * result['recalibration_cost_ratio_median']:.0f}% of an "
         "epoch (median)"
     )
