@@ -2,12 +2,12 @@
 budgets of epochs, replayed on real learning curves.
 
 The curve tables of ``benchmarks/rank_fidelity.py`` (digits, ``--n`` architectures per space
-trained to 9 epochs; trained here first when the cache lacks them) answer the real search
-method through the driver loop (``hwnas.driver.curves.CurveBackend``): random search over the
-table's architectures (strategy ``pool``), objectives validation accuracy (up) and FLOPs
-(down), ``max_concurrent`` trials on a simulated clock, and an epoch budget that every method
-spends alike (a promoted trial pays only the epochs it adds). Early stopping: ``none`` (every
-trial trains 9 epochs), ``asha`` (promotes by accuracy) and ``mo-asha`` (by non-dominated
+trained to 9 epochs; trained here first when the cache lacks them) answer the real search method
+through the driver loop (``hwnas.driver.curves.CurveBackend``): random search over the table's
+architectures (strategy ``random`` with ``archs``), objectives validation accuracy (up) and
+FLOPs (down), ``max_concurrent`` trials on a simulated clock, and an epoch budget that every
+method spends alike (a promoted trial pays only the epochs it adds). Early stopping: ``none``
+(every trial trains 9 epochs), ``asha`` (promotes by accuracy) and ``mo-asha`` (by non-dominated
 rank), rungs at 1, 3 and 9 epochs. ASHA and MO-ASHA also run on the curves as trials reported
 them before BatchNorm recalibration (``running BN``), to show what that cost.
 
@@ -61,7 +61,7 @@ def search_config(table: CurveTable, stopper: str, seed: int, concurrency: int) 
                 {"metric": "validation_accuracy", "goal": "maximize"},
                 {"metric": "flops", "goal": "minimize"},
             ],
-            "strategy": {"name": "pool", "options": {"archs": table.archs}},
+            "strategy": {"name": "random", "options": {"archs": table.archs}},
             "early_stopping": es,
             "budget": {"max_trials": len(table), "max_concurrent": concurrency},
             "latency": {"enabled": False},

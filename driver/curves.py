@@ -1,15 +1,16 @@
 """Multi-fidelity table backend: trials answered from recorded learning curves.
 
-A *curve table* holds, for each architecture of one space, the metrics a real training
-reported after every epoch (validation accuracy, loss, ...) plus metrics that do not change
-with training (params, FLOPs, latency). ``CurveBackend`` answers the driver loop's
-``ValidateAfter(length)`` with the curve's entry at epoch ``length``, so early stoppers
-(ASHA, MO-ASHA) run on real curves at table speed. As on a real backend, a trial resumed by a
-promotion pays only the epochs it adds (it continues from its checkpoint); the backend counts
-the epochs spent, and an epoch budget makes equal-cost comparisons possible
-(``benchmarks/early_stopping_savings.py``). Time runs on a simulated clock with
-``max_concurrent`` workers (``hwnas.driver.tabular.SimulatedWorkers``), each epoch costing its
-recorded ``epoch_time_s`` (or one second).
+A *curve table* holds, for each architecture of one space, the metrics a real training reported
+after every epoch (validation accuracy, loss, ...) plus metrics that do not change with training
+(params, FLOPs, latency). ``CurveBackend`` answers the driver loop's ``ValidateAfter(length)``
+with the curve's entry at epoch ``length``, so early stoppers (ASHA, MO-ASHA) run on real curves
+at table speed. As on a real backend, a trial resumed by a promotion pays only the epochs it
+adds (it continues from its checkpoint); the backend counts the epochs spent, and an epoch
+budget makes equal-cost comparisons possible (``benchmarks/early_stopping_savings.py``; random
+search restricted to the table is ``strategy: {name: random, options: {archs: table.archs}}``).
+Time runs on a simulated clock with ``max_concurrent`` workers
+(``hwnas.driver.tabular.SimulatedWorkers``), each epoch costing its recorded ``epoch_time_s``
+(or one second).
 
 A table may hold several curves (training seeds) per architecture; which one a search sees
 depends only on ``(noise_seed, architecture)`` (common random numbers, as in the NB201 table
@@ -29,19 +30,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from hwnas.atomic import write_json_atomic
 from hwnas.driver.backend import TrialBackend, TrialOutcome
 from hwnas.driver.loop import MethodLike, SearchLoop
 from hwnas.driver.tabular import SimulatedWorkers
-from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
 from hwnas.spaces import ArchitectureError, SearchSpace, get_space
 
 CURVE_FORMAT = "hwnas-curves"
@@ -394,30 +393,6 @@ def run_on_curves(
     return backend.result
 
 
-# -- a strategy over the table's architectures ----------------------------------------------------
-class PoolOptions(StrategyOptions):
-    """The architectures to sample from (e.g. ``CurveTable.archs``)."""
-
-    archs: list[str] = Field(min_length=1)
-
-
-@STRATEGIES.register("pool")
-class PoolSampling(Strategy):
-    """Uniform samples from a fixed list of architectures: random search restricted to what
-    a curve table holds (the dedupe filter makes it sampling without replacement; when every
-    one was tried, the filter's rejection limit ends the search).
-
-    Registered when ``hwnas.driver.curves`` is imported."""
-
-    name = "pool"
-    Options = PoolOptions
-    multi_objective = True
-
-    def ask(self) -> str:
-        archs: Sequence[str] = self.options.archs  # type: ignore[attr-defined]
-        return archs[int(self.rng.integers(len(archs)))]
-
-
 __all__ = [
     "CURVE_FORMAT",
     "CURVE_VERSION",
@@ -426,7 +401,6 @@ __all__ = [
     "CurveRow",
     "CurveRun",
     "CurveTable",
-    "PoolSampling",
     "load_curve_table",
     "run_on_curves",
 ]

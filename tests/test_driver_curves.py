@@ -66,7 +66,7 @@ def config(table: CurveTable, stopper: str, **overrides: Any) -> Any:
             {"metric": "validation_accuracy", "goal": "maximize"},
             {"metric": "flops", "goal": "minimize"},
         ],
-        "strategy": {"name": "pool", "options": {"archs": table.archs}},
+        "strategy": {"name": "random", "options": {"archs": table.archs}},
         "early_stopping": es,
         "budget": {"max_trials": len(table), "max_concurrent": 2},
         "latency": {"enabled": False},
@@ -125,7 +125,7 @@ def test_an_architecture_missing_from_the_table_is_an_invalid_trial() -> None:
         for a in (space.sample(np.random.default_rng(s)) for s in range(100))
         if a not in table.archs
     )
-    cfg = config(table, "none", strategy={"name": "pool", "options": {"archs": [outside]}})
+    cfg = config(table, "none", strategy={"name": "random", "options": {"archs": [outside]}})
     method = SearchMethod(cfg)
     run_on_curves(method, table)
     (rec,) = method.records()
@@ -159,3 +159,11 @@ def test_table_round_trips_and_bad_files_name_the_field(tmp_path: Path) -> None:
         backend = CurveBackend(table)
         backend.create(1, {"space": "nb201", "arch": arch})
         backend.answer(1, {}, EPOCHS + 1)
+
+
+def test_random_search_over_a_list_needs_a_non_empty_list() -> None:
+    from hwnas.searchers.config import ConfigError
+
+    table = synthetic_table(n=3)
+    with pytest.raises(ConfigError, match="archs"):
+        config(table, "none", strategy={"name": "random", "options": {"archs": []}})
