@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.rank_fidelity import ACCURACY, RUNNING, SPACES, ensure_curves
+from benchmarks.rank_fidelity import ACCURACY, DATA, RUNNING, SPACES, ensure_curves
 from hwnas.atomic import write_json_atomic
 from hwnas.driver.curves import CurveTable, run_on_curves
 from hwnas.searchers.config import parse_config
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=60, help="architectures per curve table")
     parser.add_argument("--epochs", type=int, default=9, help="full training length")
     parser.add_argument("--seeds", type=int, default=20, help="searches per method and budget")
+    parser.add_argument("--val-fraction", type=float, default=DATA["val_fraction"])
     parser.add_argument(
         "--budgets",
         type=int,
@@ -203,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     for space in args.spaces:
         table = ensure_curves(
-            space, n=args.n, epochs=args.epochs, workers=args.workers, cache=args.cache
+            space,
+            n=args.n,
+            epochs=args.epochs,
+            val_fraction=args.val_fraction,
+            workers=args.workers,
+            cache=args.cache,
         )
         tables = {ACCURACY: table, RUNNING: table.with_metric(ACCURACY, RUNNING)}
         truth = Yardstick(table)

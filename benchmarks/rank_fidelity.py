@@ -68,12 +68,14 @@ def default_cache_dir() -> Path:
     return base / "hwnas" / "curves"
 
 
-def settings_for(space: str, epochs: int, seed: int) -> dict[str, Any]:
+def settings_for(
+    space: str, epochs: int, seed: int, val_fraction: float = DATA["val_fraction"]
+) -> dict[str, Any]:
     """Everything that determines the curves (the cache file is named by its hash)."""
     return {
         "space": space,
         "space_options": SPACES[space],
-        "data": DATA,
+        "data": {**DATA, "val_fraction": val_fraction},
         "training": {**TRAINING, "max_epochs": epochs},
         "epochs": epochs,
         "sample_seed": seed,
@@ -151,13 +153,14 @@ def ensure_curves(
     n: int,
     epochs: int,
     seed: int = 0,
+    val_fraction: float = DATA["val_fraction"],
     workers: int = 2,
     cache: Path | None = None,
     log=print,
 ) -> CurveTable:
     """The curve table of ``n`` architectures of ``space``: from the cache, training (in
     ``workers`` processes) only what it lacks, saving after every architecture."""
-    settings = settings_for(space, epochs, seed)
+    settings = settings_for(space, epochs, seed, val_fraction)
     path = table_path(cache or default_cache_dir(), settings)
     rows: dict[str, dict[str, Any]] = {}
     if path.is_file():
@@ -339,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=60, help="architectures per space")
     parser.add_argument("--epochs", type=int, default=9, help="full training length")
     parser.add_argument("--seed", type=int, default=0, help="architecture sample seed")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DATA["val_fraction"],
+        help="share of digits held out for validation (the trial contract's default is 0.2)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="training processes")
     parser.add_argument("--cache", type=Path, default=None, help="curve table folder")
     parser.add_argument("--out", type=Path, default=Path("runs/rank_fidelity"))
@@ -352,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             n=args.n,
             epochs=args.epochs,
             seed=args.seed,
+            val_fraction=args.val_fraction,
             workers=args.workers,
             cache=args.cache,
         )
