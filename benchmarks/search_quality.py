@@ -235,11 +235,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="hwnas strategies vs random search and Optuna on the NB201 table.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/search_quality"))
-    p.add_argument("--table", help="NB201 table (default: $HWNAS_NB201_TABLE or ../shared)")
+    p.add_argument(
+        "--table", help="NB201 table (default: $HWNAS_NB201_TABLE, else the packaged one)"
+    )
     p.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200])
     p.add_argument("--seeds", type=int, default=20, help="seeds per setting (default 20)")
     p.add_argument("--seed0", type=int, default=0, help="first seed")
-    p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DEFAULT_DATASETS),
+        help="cifar10, cifar100, ImageNet16-120 or any dataset prefix of the table",
+    )
     p.add_argument("--devices", nargs="+", default=list(DEFAULT_DEVICES))
     p.add_argument(
         "--cifar100-devices",
@@ -251,7 +258,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--strategies",
         nargs="+",
         default=None,
-        help=f"hwnas strategies (default: every registered one: {', '.join(STRATEGIES.names())})",
+        help="hwnas strategies (default: every registered one that runs without options: "
+        f"{', '.join(_default_strategies())})",
     )
     p.add_argument("--peers", nargs="*", default=list(PEERS), help="Optuna peers to compare")
     p.add_argument(
@@ -266,7 +274,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="3 seeds, budgets 25/50, cifar10 on raspi4")
     args = p.parse_args(argv)
     if args.strategies is None:
-        args.strategies = STRATEGIES.names()
+        args.strategies = _default_strategies()
     if args.quick:
         args.seeds, args.budgets = min(args.seeds, 3), [25, 50]
         args.datasets, args.devices = ["cifar10"], [args.devices[0]]
@@ -282,6 +290,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.budgets = sorted(set(args.budgets))
     args.strategy_options = _parse_options(p, args.options, args.strategies)
     return args
+
+
+def _default_strategies() -> list[str]:
+    """Registered strategies that need no options (``supernet`` needs a ranking file)."""
+    out = []
+    for name in STRATEGIES.names():
+        try:
+            STRATEGIES.get(name).Options()
+        except ValueError:
+            continue
+        out.append(name)
+    return out
 
 
 def _parse_options(
@@ -310,24 +330,18 @@ def _parse_options(
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, print the tables, write ``search_quality.json`` and plots to ``--out``."""
     from benchmarks.search_quality_report import summarise, write_outputs
-    from hwnas.spaces.nb201_table import TableError, default_table_path
+    from hwnas.driver.tabular import TabularError, dataset_prefix
+    from hwnas.spaces.nb201_table import TableError, load_table
 
     args = parse_args(argv)
-    table_path = args.table or default_table_path()
-    if table_path is None or not Path(table_path).is_file():
-        print(
-            "search_quality: NB201 table not found; set HWNAS_NB201_TABLE or --table, or place "
-            "it at ../shared/data/nb201/nb201_cifar.csv.gz",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        from hwnas.spaces.nb201_table import load_table
-
-        devices = load_table(table_path).devices
-    except TableError as exc:
+        table = load_table(args.table)  # None: $HWNAS_NB201_TABLE, else the packaged table
+        for dataset in args.datasets:
+            dataset_prefix(table, dataset)
+    except (TableError, TabularError) as exc:
         print(f"search_quality: {exc}", file=sys.stderr)
         return 2
+    table_path, devices = table.path, table.devices
     missing = sorted({*args.devices, *args.cifar100_devices} - set(devices))
     if missing:
         print(f"search_quality: unknown device(s) {missing}; table has {devices}", file=sys.stderr)

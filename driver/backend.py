@@ -13,9 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwnas.searchers.operations import ExitReason
+
 #: Failure kinds a trial run can end with. ``invalid``: its hyperparameters cannot run (the
-#: method records it as invalid); the others are errors (failed).
-FAILURE_KINDS = ("invalid", "oom", "nan", "error", "timeout", "crash")
+#: method records it as invalid); ``canceled``: a user (or the engine) stopped it (recorded
+#: as canceled, not counted as a failure); the others are errors (failed).
+FAILURE_KINDS = ("invalid", "oom", "nan", "error", "timeout", "crash", "canceled")
+
+
+def exit_reason(kind: str) -> ExitReason:
+    """The method's exit reason for a failure kind (see ``FAILURE_KINDS``)."""
+    if kind == "invalid":
+        return ExitReason.INVALID_HP
+    if kind == "canceled":
+        return ExitReason.USER_CANCELED
+    return ExitReason.ERRORED
 
 
 @dataclass(frozen=True)
@@ -92,4 +104,4 @@ class TrialBackend(ABC):
         """Inverse of ``state_dict`` after a restart (e.g. stop children left running)."""
 
 
-__all__ = ["FAILURE_KINDS", "BackendStop", "TrialBackend", "TrialOutcome"]
+__all__ = ["FAILURE_KINDS", "BackendStop", "TrialBackend", "TrialOutcome", "exit_reason"]

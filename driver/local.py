@@ -25,14 +25,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.atomic import atomic_open, write_json_atomic
+from hwnas.atomic import atomic_open, atomic_path, write_json_atomic
 from hwnas.driver.backend import TrialBackend, TrialOutcome
 from hwnas.driver.loop import SearchLoop
+from hwnas.driver.preflight import preflight
 from hwnas.driver.processes import (
     DEFAULT_TRIAL_COMMAND,
     TrialPool,
@@ -42,6 +43,8 @@ from hwnas.driver.processes import (
     visible_gpus,
 )
 from hwnas.driver.progress import ProgressView, SearchStatus
+from hwnas.driver.resume import resumed_config, with_budget
+from hwnas.driver.run_lock import RunBusyError, RunLock
 from hwnas.searchers.config import ConfigError, SearchConfig, load_config
 from hwnas.searchers.method import SearchMethod, StateVersionError
 
@@ -49,6 +52,9 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
 #: Version 2: the driver loop's layout (method, loop and backend sections).
 STATE_VERSION = 2
+
+#: ``factory(config, out_dir, log)`` -> the backend a search runs on (default: LocalBackend).
+BackendFactory = Callable[[SearchConfig, Path, Callable[[str], None]], TrialBackend]
 
 
 class RunnerError(RuntimeError):
@@ -168,6 +174,14 @@ class RunSummary:
     elapsed_s: float
     reason: str = ""
     report_files: list[str] = field(default_factory=list)
+    #: ``finished`` (budget spent or proposals exhausted), ``stopped`` (gave up after
+    #: ``budget.max_consecutive_failures`` failures in a row) or ``interrupted``.
+    outcome: str = "finished"
+    #: The last failed trial's message (the likely reason a search stopped).
+    last_failure: str = ""
+    #: The objectives (``{"metric", "goal"}``) and the ranked front as ``pareto.json`` has it.
+    objectives: list[dict[str, str]] = field(default_factory=list)
+    front: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -239,7 +253,7 @@ def search_status(loop: SearchLoop, method: SearchMethod, backend: TrialBackend)
     )
 
 
-def _save(out: Path, loop: SearchLoop, method: SearchMethod, backend: LocalBackend) -> None:
+def _save(out: Path, loop: SearchLoop, method: SearchMethod, backend: TrialBackend) -> None:
     state = {
         "version": STATE_VERSION,
         "method": method.state_dict(),
@@ -276,8 +290,29 @@ def restore_method(state: Mapping[str, Any], path: Path) -> SearchMethod:
         return SearchMethod.from_state(state["method"])
     except StateVersionError as exc:
         raise RunnerError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunnerError(f"{path}: the saved search method is malformed: {exc!r}") from None
+    except Exception as exc:  # a hand-edited or truncated section: any shape may be there
+        raise RunnerError(
+            f'{path}: the saved search\'s "method" section is malformed ({_brief(exc)})'
+        ) from None
+
+
+def restore_loop(
+    loop: SearchLoop, backend: LocalBackend, state: Mapping[str, Any], path: Path
+) -> None:
+    """Load the loop's and the backend's sections; ``RunnerError`` naming the file if bad."""
+    for section, target in (("loop", loop), ("backend", backend)):
+        try:
+            target.load_state_dict(state[section])
+        except Exception as exc:
+            raise RunnerError(
+                f'{path}: the saved search\'s "{section}" section is malformed ({_brief(exc)})'
+            ) from None
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def run_search(
@@ -285,52 +320,130 @@ def run_search(
     out_dir: str | Path,
     *,
     resume: bool = False,
+    budget: Mapping[str, Any] | None = None,
     concurrency: int | None = None,
     trial_command: Sequence[str] | None = None,
     progress: ProgressView | None = None,
     stop_after_events: int | None = None,
     write_report: bool = True,
+    check_machine: bool = True,
+    backend_factory: BackendFactory | None = None,
+    on_change: Callable[[SearchLoop, SearchMethod], None] | None = None,
+    warm_start: Sequence[Mapping[str, Any]] | None = None,
 ) -> RunSummary:
     """Run (or, with ``resume=True``, continue) a local search writing into ``out_dir``.
 
-    ``config`` is a YAML path or a validated ``SearchConfig`` (ignored on resume: the copy in
-    ``out_dir/config.yaml`` is used). ``trial_command`` replaces ``python -m hwnas.trials.local``
-    (it gets ``--request REQ --result RES`` appended); ``stop_after_events`` interrupts the run
-    after that many events, as a Ctrl-C would (for tests). Raises ``ConfigError`` before any
-    trial starts when the config is invalid.
+    ``config`` is a YAML path or a validated ``SearchConfig``. On resume it is optional: the
+    copy in ``out_dir/config.yaml`` is used, and a given config may change only the budget and
+    the runner (``hwnas.driver.resume``). ``budget`` overrides budget fields (``{"max_trials":
+    50}``); a search that had ended continues while the new budget allows.
+    ``trial_command`` replaces ``python -m hwnas.trials.local`` (it gets ``--request REQ
+    --result RES`` appended); ``stop_after_events`` interrupts the run after that many events,
+    as a Ctrl-C would (for tests); ``check_machine=False`` skips the preflight (tests whose
+    trial command needs neither a dataset nor a latency backend, and backends whose trials run
+    elsewhere).
+
+    ``backend_factory`` runs the trials elsewhere (the Determined SDK backend) with the same
+    state.json machinery; ``on_change(loop, method)`` is called after every save (e.g. to
+    report the search's progress); ``warm_start`` records seed a fresh search
+    (``SearchMethod.warm_start``).
+
+    Before any trial starts and before anything is written: ``ConfigError`` for an invalid
+    config, ``PreflightError`` (a ``ConfigError``) when the latency backend or the dataset is
+    unusable here, ``RunnerError`` for an unusable folder or saved state, ``RunBusyError``
+    when another process runs a search in ``out_dir``.
     """
     out = Path(out_dir)
-    if resume:
-        state = load_state(out)
-        cfg = load_config(out / CONFIG_FILE)
-        method = restore_method(state, out / STATE_FILE)
-    else:
-        if config is None:
-            raise RunnerError("a config is needed to start a search")
-        cfg = config if isinstance(config, SearchConfig) else load_config(config)
-        if (out / STATE_FILE).exists():
-            raise RunnerError(
-                f"{out} already holds a search ({STATE_FILE}); use --resume {out} to continue "
-                "it or choose another --out"
-            )
-        method = SearchMethod(cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_config_copy(config, cfg, out / CONFIG_FILE)
+    with contextlib.ExitStack() as held:
+        if resume:
+            load_state(out)  # a clear error before anything else when there is nothing here
+            held.enter_context(_run_lock(out))
+            state = load_state(out)  # again, under the lock
+            saved = load_config(out / CONFIG_FILE)
+            given = None
+            if config is not None:
+                given = config if isinstance(config, SearchConfig) else load_config(config)
+            cfg = resumed_config(saved, str(out / CONFIG_FILE), given, _source(config), budget)
+            changed = cfg.model_dump(mode="json") != saved.model_dump(mode="json")
+        else:
+            if config is None:
+                raise RunnerError("a config is needed to start a search")
+            cfg = config if isinstance(config, SearchConfig) else load_config(config)
+            cfg = with_budget(cfg, budget)
+            _refuse_existing(out)
+            changed = False
+        if check_machine:
+            preflight(cfg, _source(config) if config is not None else str(out / CONFIG_FILE))
+        # After the cheap checks: a method may load models (arch2vec) as it is built.
+        method = restore_method(state, out / STATE_FILE) if resume else SearchMethod(cfg)
+        if not resume:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunnerError(f"{out}: cannot create the folder: {exc.strerror}") from None
+            held.enter_context(_run_lock(out))
+            _refuse_existing(out)  # again, under the lock
+            _write_config_copy(config, cfg, out / CONFIG_FILE, exact=budget is None)
+        elif changed:
+            _write_config_copy(cfg, cfg, out / CONFIG_FILE)
+        return _drive(
+            out,
+            cfg,
+            method,
+            state if resume else None,
+            budget_changed=changed,
+            concurrency=concurrency,
+            trial_command=trial_command,
+            progress=progress,
+            stop_after_events=stop_after_events,
+            write_report=write_report,
+            backend_factory=backend_factory,
+            on_change=on_change,
+            warm_start=warm_start,
+        )
+
+
+def _drive(
+    out: Path,
+    cfg: SearchConfig,
+    method: SearchMethod,
+    state: Mapping[str, Any] | None,
+    *,
+    budget_changed: bool,
+    concurrency: int | None,
+    trial_command: Sequence[str] | None,
+    progress: ProgressView | None,
+    stop_after_events: int | None,
+    write_report: bool,
+    backend_factory: BackendFactory | None,
+    on_change: Callable[[SearchLoop, SearchMethod], None] | None,
+    warm_start: Sequence[Mapping[str, Any]] | None,
+) -> RunSummary:
+    """Run the loop of a prepared search (fresh when ``state`` is None) to its end."""
     view = progress if progress is not None else ProgressView.for_stream(sys.stderr)
-    slots, threads = resolve_slots(cfg, concurrency)
-    backend = LocalBackend(
-        out,
-        slots,
-        threads_per_trial=threads,
-        timeout_s=cfg.runner.trial_timeout_s,
-        command=trial_command,
-        log=view.log,
-    )
+    backend: TrialBackend
+    if backend_factory is not None:
+        backend = backend_factory(cfg, out, view.log)
+    else:
+        slots, threads = resolve_slots(cfg, concurrency)
+        backend = LocalBackend(
+            out,
+            slots,
+            threads_per_trial=threads,
+            timeout_s=cfg.runner.trial_timeout_s,
+            command=trial_command or cfg.runner.trial_command,
+            log=view.log,
+        )
+    if warm_start and state is None:
+        counts = method.warm_start(list(warm_start))
+        view.log(f"warm start: {len(warm_start)} earlier results ({counts})")
     interrupt: dict[str, str] = {}
 
     def after_event(loop: SearchLoop) -> None:
         """A safe point: save, show, and stop here if asked to."""
         _save(out, loop, method, backend)
+        if on_change is not None:
+            on_change(loop, method)
         view.update(search_status(loop, method, backend))
         if stop_after_events is not None and loop.events >= stop_after_events:
             raise StopRequested(f"stopped after {loop.events} events (test hook)")
@@ -343,9 +456,9 @@ def run_search(
             raise StopRequested(interrupt["reason"])
 
     loop = SearchLoop(method, backend, on_change=after_event, on_wait=while_waiting, log=view.log)
-    if resume:
-        loop.load_state_dict(state["loop"])
-        backend.load_state_dict(state["backend"])
+    resume = state is not None
+    if state is not None:
+        restore_loop(loop, backend, state, out / STATE_FILE)
         view.log(
             f"resuming {out}: {loop.events} events so far, "
             f"{len(loop.waiting)} operation(s) to issue again"
@@ -355,6 +468,13 @@ def run_search(
         try:
             if not resume:
                 loop.start()
+            elif budget_changed or method.shut_down:
+                if method.abort_reason:
+                    view.log(f"continuing a search that had stopped: {method.abort_reason}")
+                loop.continue_with(
+                    "search continued",
+                    lambda: method.on_continue(cfg.budget if budget_changed else None),
+                )
             reason = loop.run()
         except (KeyboardInterrupt, StopRequested) as exc:
             interrupted = True
@@ -362,13 +482,21 @@ def run_search(
             view.log(f"{reason}; state saved, continue with: hwnas search --resume {out}")
         finally:
             _save(out, loop, method, backend)  # runs stopped above are queued to start again
+    from hwnas.report import compute_front, front_rows
+
     files: list[str] = []
     if write_report and not interrupted:
         files = [str(p) for p in report_search(out, cfg, method, loop.timeline)]
     records = method.records()
+    if interrupted:
+        outcome = "interrupted"
+    elif method.abort_reason:
+        outcome, reason = "stopped", f"stopped: {method.abort_reason}"
+    else:
+        outcome, reason = "finished", _finish_reason(method, reason)
     return RunSummary(
         out_dir=out,
-        finished=reason == "shutdown",
+        finished=outcome == "finished",
         interrupted=interrupted,
         events=loop.events,
         trials=len(records),
@@ -377,7 +505,56 @@ def run_search(
         elapsed_s=backend.elapsed_s(),
         reason=reason,
         report_files=files,
+        outcome=outcome,
+        last_failure=_last_failure(records),
+        objectives=[{"metric": o.metric, "goal": o.goal} for o in method.objectives.objectives],
+        front=front_rows(compute_front(records, method.objectives)),
     )
+
+
+def _finish_reason(method: SearchMethod, loop_reason: str) -> str:
+    """Why a search that did not fail ended, in words."""
+    budget = method.config.budget
+    if method.exhausted:
+        return (
+            f"finished: the strategy found no acceptable new architecture in "
+            f"{budget.max_consecutive_rejections} proposals in a row"
+        )
+    if loop_reason in ("shutdown", "idle"):
+        return f"finished: {len(method.trials)} of budget.max_trials={budget.max_trials} run"
+    return f"finished: {loop_reason}"
+
+
+def _source(config: Any) -> str:
+    return str(config) if isinstance(config, (str, Path)) else "<config>"
+
+
+def _refuse_existing(out: Path) -> None:
+    if (out / STATE_FILE).exists():
+        raise RunnerError(
+            f"{out} already holds a search ({STATE_FILE}); use --resume {out} to continue "
+            "it or choose another --out"
+        )
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out``'s run lock (``RunBusyError`` if another search has it)."""
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise RunnerError(f"{out}: cannot write in the output folder: {exc.strerror}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _last_failure(records: Sequence[Any]) -> str:
+    """The message of the most recent failed trial (why a search stopped on failures)."""
+    failed = [r for r in records if r.status.is_failure and r.message]
+    return failed[-1].message.strip().splitlines()[-1] if failed else ""
 
 
 def report_search(
@@ -401,13 +578,19 @@ def render_report(out_dir: str | Path) -> list[Path]:
     state = load_state(out)
     config = load_config(out / CONFIG_FILE)
     method = restore_method(state, out / STATE_FILE)
-    return report_search(out, config, method, list(state["loop"]["timeline"]))
+    try:
+        timeline = list(state["loop"]["timeline"])
+    except (KeyError, TypeError) as exc:
+        raise RunnerError(f"{out / STATE_FILE}: the saved loop has no timeline ({exc!r})") from None
+    return report_search(out, config, method, timeline)
 
 
-def _write_config_copy(source: Any, cfg: SearchConfig, target: Path) -> None:
-    """Keep the config with the results so ``--resume`` and ``report`` need nothing else."""
-    if isinstance(source, (str, Path)):
-        shutil.copyfile(source, target)
+def _write_config_copy(source: Any, cfg: SearchConfig, target: Path, *, exact: bool = True) -> None:
+    """Keep the config with the results so ``--resume`` and ``report`` need nothing else:
+    the file itself (comments kept) when ``exact``, else ``cfg`` as YAML."""
+    if exact and isinstance(source, (str, Path)):
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
         return
     import yaml
 
@@ -438,8 +621,10 @@ def _short_metrics(metrics: dict[str, Any]) -> str:
 __all__ = [
     "CONFIG_FILE",
     "STATE_FILE",
+    "BackendFactory",
     "ConfigError",
     "LocalBackend",
+    "RunBusyError",
     "RunSummary",
     "RunnerError",
     "load_state",

@@ -8,8 +8,8 @@ turns the method's operations into backend calls and the backend's outcomes into
 * ``ValidateAfter`` -> answered at once when the backend can (a saved result, a repeated
   table query), else queued and started on the backend when a slot is free; its outcome
   becomes ``validation completed``, or ``exited early`` (``invalid`` -> invalid
-  hyperparameters, other failures -> errored) followed, as Determined's master does, by
-  ``trial closed``;
+  hyperparameters, ``canceled`` -> user canceled, other failures -> errored) followed, as
+  Determined's master does, by ``trial closed``;
 * ``Close`` -> ``trial closed`` once the trial has no work in flight (``backend.close``);
 * ``Shutdown`` -> the run ends.
 
@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from hwnas.driver.backend import BackendStop, TrialBackend, TrialOutcome
+from hwnas.driver.backend import BackendStop, TrialBackend, TrialOutcome, exit_reason
 from hwnas.searchers.operations import (
     Close,
     Create,
@@ -125,6 +125,13 @@ class SearchLoop:
         finally:
             self._requeue_running()
 
+    def continue_with(self, name: str, handler: Callable[[], list[Operation]]) -> None:
+        """Deliver one event from outside the engine (e.g. a resumed search whose budget
+        changed) and, if it had shut down, run again on what the method answers."""
+        self.shutdown = False
+        self.shutdown_failure = False
+        self._event(name, handler)
+
     def busy(self, trial_id: int) -> bool:
         """Whether the trial has a run in flight or waiting."""
         return any(t == trial_id for t, _ in self.backend.running()) or any(
@@ -197,7 +204,13 @@ class SearchLoop:
                 return
             trial_id, length = self.waiting[index]
             del self.waiting[index]
-            self.backend.start(trial_id, self.hparams[trial_id], length)
+            try:
+                self.backend.start(trial_id, self.hparams[trial_id], length)
+            except BaseException:
+                # Not started (e.g. a remote backend lost its connection): keep the request,
+                # so the saved state still holds it and a resumed loop asks again.
+                self.waiting.appendleft((trial_id, length))
+                raise
             if self.on_change is not None:
                 self.on_change(self)  # e.g. save the child's pid before anything else happens
 
@@ -224,7 +237,7 @@ class SearchLoop:
             if trial_id in self.close_requested:
                 self._close_if_idle(trial_id)
             return
-        reason = ExitReason.INVALID_HP if outcome.kind == "invalid" else ExitReason.ERRORED
+        reason = exit_reason(outcome.kind)
         self.exited.add(trial_id)
         # The trial is gone: any further work queued for it is dropped.
         self.waiting = deque(w for w in self.waiting if w[0] != trial_id)

@@ -224,7 +224,8 @@ class TrialPool:
                 proc.length,
                 False,
                 kind="crash",
-                message=f"child exited with code {rc} and no result; see log.txt",
+                message=f"child exited with code {rc} and no result"
+                f"{_last_words(proc.log.name)}; see {proc.log.name}",
                 seconds=seconds,
             )
         status = "ok" if outcome.ok else f"{outcome.kind}: {outcome.message}"
@@ -270,6 +271,21 @@ def visible_gpus() -> list[str]:
     except Exception:
         return []
     return [str(i) for i in range(count)]
+
+
+def _last_words(log_path: str) -> str:
+    """``" (LAST LINE)"``: the last line a crashed child wrote (usually its exception), or
+    nothing when its log is empty or unreadable."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    if not last or last.startswith("=== hwnas:"):
+        return ""
+    return f" ({last[:300]})"
 
 
 __all__ = [

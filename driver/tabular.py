@@ -10,6 +10,12 @@ an invented curve model; it is benchmarked with real trainings instead.
 
 Test accuracy never reaches the search method; ``NB201Benchmark.test_accuracy`` serves the
 evaluation after the run.
+
+The table is the packaged NB201 table unless a path or ``$HWNAS_NB201_TABLE`` names another
+(``docs/tables.md``: any dataset prefix with ``<p>_valid``, ``<p>_valid_seeds``, ``<p>_test``
+columns and any ``lat_ms_<device>`` column). Its figures are of one network, NB201's published
+one (``TABLE_NETWORK``: full cells, C=16, N=5): a search over the table searches that space,
+so the method's dedupe key is the cell string, i.e. the table row (``run_search_on_table``).
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ from hwnas.driver.loop import MethodLike, SearchLoop
 from hwnas.searchers.config import SearchConfig
 from hwnas.searchers.method import SearchMethod
 from hwnas.spaces import ArchitectureError, SearchSpace, get_space
-from hwnas.spaces.nb201_table import load_table
+from hwnas.spaces.nb201_table import TABLE_NETWORK, dataset_columns, load_table
 
-#: Dataset name -> column prefix in the table.
-DATASET_PREFIX = {"cifar10": "c10", "cifar100": "c100"}
+#: Dataset names that stand for a column prefix (any prefix the table has works as itself).
+DATASET_PREFIX = {"cifar10": "c10", "cifar100": "c100", "imagenet16-120": "in16"}
 LATENCY_PREFIX = "lat_ms_"
 
 
@@ -38,11 +44,36 @@ class TabularError(RuntimeError):
     """The tabular backend cannot answer what it was asked (bad dataset, device, fidelity)."""
 
 
-def _column(table: Mapping[str, Any], name: str) -> Any:
+def _column(table: Mapping[str, Any], name: str, why: str = "") -> Any:
     try:
         return table[name]
     except KeyError:
-        raise TabularError(f"NB201 table has no column {name!r}") from None
+        raise TabularError(f"{_source(table)} has no column {name!r}{why}") from None
+
+
+def _source(table: Mapping[str, Any]) -> str:
+    path = getattr(table, "path", None)
+    return f"NB201 table {path}" if path is not None else "NB201 table"
+
+
+def table_datasets(table: Mapping[str, Any]) -> list[str]:
+    """Dataset prefixes with a ``<prefix>_valid_seeds`` column in ``table``."""
+    return [k[: -len("_valid_seeds")] for k in table if k.endswith("_valid_seeds")]
+
+
+def dataset_prefix(table: Mapping[str, Any], dataset: str) -> str:
+    """The column prefix of ``dataset``: the name itself when the table has that prefix, else
+    its alias (``cifar10`` -> ``c10``, ``cifar100`` -> ``c100``, ``ImageNet16-120`` ->
+    ``in16``); ``TabularError`` names the missing column and lists the table's datasets."""
+    prefix = dataset
+    if f"{dataset}_valid_seeds" not in table:
+        prefix = DATASET_PREFIX.get(dataset.lower(), dataset)
+    try:
+        dataset_columns(table, prefix, _source(table))
+    except KeyError as exc:
+        alias = f" (column prefix {prefix!r})" if prefix != dataset else ""
+        raise TabularError(f"dataset {dataset!r}{alias}: {exc.args[0]}") from None
+    return prefix
 
 
 def _seed_matrix(cells: Sequence[Any]) -> np.ndarray:
@@ -79,6 +110,7 @@ class NB201Benchmark:
         *,
         dataset: str,
         device: str,
+        table_path: str | None = None,
     ) -> None:
         n = len(arch_strs)
         arrays = (valid_seeds, valid_mean, test, params_mb, train_time_s, latency_ms)
@@ -86,6 +118,7 @@ class NB201Benchmark:
             raise TabularError("NB201 table columns have different lengths")
         self.dataset = dataset
         self.device = device
+        self.table_path = table_path
         self.arch_strs = list(arch_strs)
         self.valid_seeds = np.asarray(valid_seeds, dtype=float)
         self.valid_mean = np.asarray(valid_mean, dtype=float)
@@ -102,33 +135,42 @@ class NB201Benchmark:
     def from_table(
         cls, table: Mapping[str, Any], dataset: str = "cifar10", device: str = "raspi4"
     ) -> NB201Benchmark:
-        """Select ``dataset`` (cifar10/cifar100) and ``device`` from a column mapping.
+        """Select ``dataset`` (a column prefix of the table, or ``cifar10``/``cifar100``/
+        ``ImageNet16-120`` for ``c10``/``c100``/``in16``) and ``device`` from a column mapping.
 
         ``table`` maps the CSV's column names to per-row sequences (what
         ``hwnas.spaces.nb201_table.load_table`` returns, or a slice of it).
         """
-        if dataset not in DATASET_PREFIX:
-            raise TabularError(
-                f"dataset {dataset!r} is not in the NB201 table; choose one of "
-                f"{', '.join(DATASET_PREFIX)}"
-            )
+        p = dataset_prefix(table, dataset)
         devices = table_devices(table)
         if device not in devices:
             raise TabularError(
-                f"device {device!r} has no latency column; the table has {', '.join(devices)}"
+                f"device {device!r} has no latency column ({LATENCY_PREFIX}{device}); the "
+                f"table has {', '.join(devices) or 'none'}"
             )
-        p = DATASET_PREFIX[dataset]
+        path = getattr(table, "path", None)
+        why = " (the tabular backend reports params and costs simulated training time)"
         return cls(
             [str(a) for a in _column(table, "arch_str")],
             _seed_matrix(_column(table, f"{p}_valid_seeds")),
             np.asarray(_column(table, f"{p}_valid"), dtype=float),
             np.asarray(_column(table, f"{p}_test"), dtype=float),
-            np.asarray(_column(table, "params_mb"), dtype=float),
-            np.asarray(_column(table, "train_time_s"), dtype=float),
+            np.asarray(_column(table, "params_mb", why), dtype=float),
+            np.asarray(_column(table, "train_time_s", why), dtype=float),
             np.asarray(_column(table, f"{LATENCY_PREFIX}{device}"), dtype=float),
             dataset=dataset,
             device=device,
+            table_path=None if path is None else str(path),
         )
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """What its ``latency_ms`` is of (``searchers.filters.cost_source``'s ``measured``):
+        this table's device column, for the table's network."""
+        out: dict[str, Any] = {"table_device": self.device, **TABLE_NETWORK}
+        if self.table_path is not None:
+            out["table"] = self.table_path
+        return out
 
     def __len__(self) -> int:
         return len(self.arch_strs)
@@ -262,8 +304,9 @@ class TabularBackend(TrialBackend):
     query (``answer``), and one of a query still running waits for its result. A method that
     proposes more than ``max_duplicates`` repeats (default: as many as ``max_queries``) has
     converged on what it already knows; the run ends there (``BackendStop``), flagged
-    ``stalled``. Functionally equivalent cells are distinct rows (NB201 trained each one), so
-    they are distinct queries here; the search method's own canonical-key dedupe avoids them.
+    ``stalled``. Functionally equivalent cells are distinct rows (NB201 trained and measured
+    each one, dead edges included, so their latencies differ), so they are distinct queries
+    here, and a search over the table keys its dedupe on the row too (``run_search_on_table``).
     """
 
     def __init__(
@@ -430,6 +473,25 @@ def load_benchmark(
     return NB201Benchmark.from_table(load_table(path), dataset, device)
 
 
+def table_config(config: SearchConfig) -> SearchConfig:
+    """``config`` with the table network's space options filled in; ``TabularError`` when the
+    space or an option differs from what the table's figures are of."""
+    if config.space.name != TABLE_NETWORK["space"]:
+        raise TabularError(f"space {config.space.name!r}: the tabular backend answers nb201 only")
+    table_options = TABLE_NETWORK["space_options"]
+    options = {**table_options, **config.space.options}
+    wrong = {k: v for k, v in options.items() if table_options.get(k, v) != v}
+    if wrong or set(options) != set(table_options):
+        bad = ", ".join(f"{k}: {v!r}" for k, v in (wrong or options).items())
+        raise TabularError(
+            f"space.options {{{bad}}}: the NB201 table's figures are of nb201 "
+            "{C: 16, N: 5, prune: false} (full cells, dead edges included, as measured); "
+            "leave these options out or set them so"
+        )
+    space = config.space.model_copy(update={"options": options})
+    return config.model_copy(update={"space": space})
+
+
 def run_search_on_table(
     config: SearchConfig,
     benchmark: NB201Benchmark,
@@ -441,16 +503,20 @@ def run_search_on_table(
 
     Budget and concurrency come from ``config.budget`` (``max_queries`` overrides the trial
     budget), the noise seed from ``config.seed`` unless given. Early stopping must be off.
+
+    The space is the table's network (``TABLE_NETWORK``): options the config leaves out are
+    the table's (``prune: false``, so each cell is its own row and dedupe never merges two
+    rows whose latencies differ); an option set to something else is an error.
+    ``latency.predictor``, if any, must be this table's column for ``benchmark.device``.
     """
-    if config.space.name != "nb201":
-        raise TabularError(f"space {config.space.name!r}: the tabular backend answers nb201 only")
+    config = table_config(config)
     if config.early_stopping.name != "none":
         raise TabularError(
             f"early_stopping.name is {config.early_stopping.name!r}: the NB201 table has final "
             "accuracies and no learning curves, so tabular runs are full-fidelity only; "
             "set early_stopping.name: none"
         )
-    method = SearchMethod(config)
+    method = SearchMethod(config, measured=benchmark.target)
     result = run_on_table(
         method,
         benchmark,
@@ -469,8 +535,11 @@ __all__ = [
     "TabularError",
     "TabularQuery",
     "TabularRunResult",
+    "dataset_prefix",
     "load_benchmark",
     "run_on_table",
     "run_search_on_table",
+    "table_config",
+    "table_datasets",
     "table_devices",
 ]

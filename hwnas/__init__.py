@@ -8,11 +8,18 @@ installed — a Determined task started from the context directory, ``python -m 
 from the repository root — finds them through ``__path__`` below, so the same
 ``python3 -m hwnas.trials.train`` works in both places and no generic top-level name
 (``spaces`` is also Hugging Face's) is ever importable from hwnas.
+
+From Python: ``hwnas.search(config, out)`` runs a local search and ``hwnas.open_run(out)`` reads
+one; both return a ``SearchResult`` with ``.front`` and ``.trials`` (``hwnas.api``, imported on
+first use: ``import hwnas`` itself loads nothing heavy).
 """
 
 from pathlib import Path as _Path
 
 __version__ = "0.2.0"
+
+#: The Python API (``hwnas.api``), loaded on first use so ``import hwnas`` stays light.
+_API = ("search", "open_run", "SearchResult")
 
 #: The rooms that live beside this folder in a source checkout.
 ROOMS = ("spaces", "searchers", "trials", "latency", "driver")
@@ -31,3 +38,11 @@ def _source_checkout_rooms() -> None:
 
 
 _source_checkout_rooms()
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        from hwnas import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'hwnas' has no attribute {name!r}")

@@ -8,6 +8,8 @@ receives with them (``trials.hparams``). Both rooms import this module; it impor
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,6 +89,47 @@ class TrialHParams(BaseModel):
     data: DataSettings = Field(default_factory=DataSettings)
     training: TrialTraining = Field(default_factory=TrialTraining)
     latency: LatencySettings = Field(default_factory=LatencySettings)
+    #: Cumulative epochs to train to when no searcher operation says so: a run the Determined
+    #: SDK backend starts as its own ``searcher: single`` experiment (Determined 0.38 has no
+    #: searcher operations; 0.38 deprecates ``max_length``, so the length belongs to the trial).
+    target_length: int | None = Field(None, ge=1)
+
+
+# -- what a trial run reports back -----------------------------------------------------------
+# One result dict per run, ``{"ok": true, "metrics": {...}}`` or ``{"ok": false, "kind": KIND,
+# "message": "..."}`` (KIND: ``invalid``, ``oom``, ``nan``, ``error``; ``invalid`` means the
+# hyperparameters cannot run). The local child writes it to a file; a Determined trial without a
+# searcher operation reports it as JSON text in the metrics group ``RESULT_GROUP``; a Determined
+# custom-searcher trial passes the metrics dict (success) or the failed result dict (failure)
+# to ``op.report_completed`` before it exits, so the searcher learns why (Determined 0.37
+# forwards no reason of its own for an ``InvalidHP`` exit).
+
+#: Metrics group (``core.train.report_metrics``) holding ``{RESULT_KEY: <result as JSON text>}``.
+RESULT_GROUP = "hwnas_result"
+RESULT_KEY = "result"
+
+
+def json_safe(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Non-finite floats become ``None`` (strict JSON has no NaN/inf)."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.items()
+    }
+
+
+def ok_result(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The result of a run that produced metrics."""
+    return {"ok": True, "metrics": json_safe(metrics)}
+
+
+def failed_result(kind: str, message: str) -> dict[str, Any]:
+    """The result of a run that ended without metrics (``kind`` as in the comment above)."""
+    return {"ok": False, "kind": str(kind), "message": str(message)[:2000]}
+
+
+def is_failed_result(value: Any) -> bool:
+    """Whether ``value`` is a failed result dict (never true for a metrics dict)."""
+    return isinstance(value, Mapping) and value.get("ok") is False and "kind" in value
 
 
 #: ``(input_shape, num_classes)`` of each dataset with a fixed shape (``trials.data`` builds
@@ -99,9 +142,15 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
 
 __all__ = [
     "DATASET_SHAPES",
+    "RESULT_GROUP",
+    "RESULT_KEY",
     "DataSettings",
     "LatencySettings",
     "TrainingSettings",
     "TrialHParams",
     "TrialTraining",
+    "failed_result",
+    "is_failed_result",
+    "json_safe",
+    "ok_result",
 ]

@@ -142,38 +142,62 @@ def pareto_document(
         "objectives, then trial id)",
         "n_trials": len(rows),
         "n_evaluated": sum(1 for r in rows if r.results),
-        "front": [
-            {
-                "rank": rank,
-                "trial_id": r.trial_id,
-                "arch": r.arch,
-                "feasible": ok,
-                "epochs": r.length,
-                "status": r.status.value,
-                "metrics": {k: _json_value(v) for k, v in (r.metrics or {}).items()},
-            }
-            for rank, (r, ok) in enumerate(zip(front.ranked, front.feasible, strict=True), start=1)
-        ],
+        "front": front_rows(front),
     }
+
+
+def front_rows(front: Front) -> list[dict[str, Any]]:
+    """The ranked front members as ``pareto.json`` lists them (rank 1 first)."""
+    return [
+        {
+            "rank": rank,
+            "trial_id": r.trial_id,
+            "arch": r.arch,
+            "feasible": ok,
+            "epochs": r.length,
+            "status": r.status.value,
+            "metrics": {k: _json_value(v) for k, v in (r.metrics or {}).items()},
+        }
+        for rank, (r, ok) in enumerate(zip(front.ranked, front.feasible, strict=True), start=1)
+    ]
 
 
 def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (int, float, str, bool))
 
 
-def write_trials_csv(rows: Sequence[TrialRecord], path: Path) -> None:
-    """One row per trial; metric columns are the union of scalar metric names, sorted."""
+def trial_table(rows: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str, Any]]]:
+    """``trials.csv`` as columns and one dict per trial: id, arch, status, epochs, the union
+    of scalar metric names (sorted; None where a trial lacks one), message."""
     names = sorted(
         {k for r in rows for k, v in (r.metrics or {}).items() if _scalar(v)}
-        - {"arch", "trial_id", "status", "epochs"}
+        - {"arch", "trial_id", "status", "epochs", "message"}
     )
+    columns = ["trial_id", "arch", "status", "epochs", *names, "message"]
+    table = []
+    for r in rows:
+        metrics = r.metrics or {}
+        table.append(
+            {
+                "trial_id": r.trial_id,
+                "arch": r.arch,
+                "status": r.status.value,
+                "epochs": r.length,
+                **{n: metrics.get(n) for n in names},
+                "message": r.message,
+            }
+        )
+    return columns, table
+
+
+def write_trials_csv(rows: Sequence[TrialRecord], path: Path) -> None:
+    """One row per trial (``trial_table``); empty cells where a value is missing."""
+    columns, table = trial_table(rows)
     with atomic_open(path, newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["trial_id", "arch", "status", "epochs", *names, "message"])
-        for r in rows:
-            metrics = r.metrics or {}
-            values = ["" if v is None else v for v in (metrics.get(n) for n in names)]
-            writer.writerow([r.trial_id, r.arch, r.status.value, r.length, *values, r.message])
+        writer.writerow(columns)
+        for row in table:
+            writer.writerow(["" if row[c] is None else row[c] for c in columns])
 
 
 def _plot_axes(objectives: Objectives, rows: Sequence[TrialRecord]) -> tuple[str, str]:
@@ -366,8 +390,10 @@ __all__ = [
     "TRIALS_CSV",
     "Front",
     "compute_front",
+    "front_rows",
     "front_summary",
     "hypervolume_curve",
     "read_pareto",
+    "trial_table",
     "write_report",
 ]

@@ -14,11 +14,12 @@ predictors.
 * Backends (``BACKENDS``, ``backend_names()``): ``ort-cpu``, ``ort-cuda``, ``ort-trt``,
   ``trt-fp32/fp16/int8``, ``torch-cpu``, ``torch-cuda``. GPU backends import their runtime
   lazily and raise ``BackendUnavailableError`` naming what is missing. The native TensorRT
-  backend is written against TensorRT 10's documented API and tested only through a test
-  double: it awaits verification on hardware.
+  backend (TensorRT 10 or 11, strongly typed: fp16/int8 live in the ONNX) is tested only
+  through test doubles: it awaits verification on hardware (``scripts/gpu-check``).
 * CPU backends on one thread time with the calling thread's CPU time (``clock="auto"``; the
   host wall clock is kept as ``host_median_ms``): on a shared machine that removes the time
-  the OS gives other processes. ``clock="wall"`` restores plain wall-clock timing.
+  the OS gives other processes, though not the slowdown load causes (caches, memory
+  bandwidth). ``clock="wall"`` restores plain wall-clock timing.
 
 Importing this package does not import torch (the timing worker relies on that); the names
 below load their modules on first use.

@@ -134,7 +134,9 @@ def _settle_external_data(path: Path, external_data: bool) -> None:
 
 
 def _ort_outputs(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from hwnas.latency.ort_runtime import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

@@ -17,9 +17,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hwnas.latency.backends import Backend
 from hwnas.latency.cache import LatencyCache, cache_key
 from hwnas.latency.device import cpu_model
+from hwnas.latency.errors import BackendUnavailableError
 from hwnas.latency.result import LatencyResult
 from hwnas.latency.target import MeasurementTarget
 from hwnas.latency.timing import TimingConfig, TimingStats, time_callable
@@ -52,11 +55,11 @@ def target_fields(
         libs.update({"onnxruntime": _version("onnxruntime")})
         libs.update({"onnxruntime-gpu": _version("onnxruntime-gpu")})
         if name.startswith("trt-"):
-            libs["tensorrt"] = _version("tensorrt")
+            libs["tensorrt"] = backend.versions()["tensorrt"]
     if backend.device_kind == "cpu":
         device = f"cpu:{cpu_model()}:t{target.threads}"
     else:
-        device = f"gpu:{_gpu_name()}"
+        device = _gpu_key(backend.options.device_index)
     fields: dict[str, Any] = {
         "space": space.name,
         "space_options": space.space_options(),
@@ -74,14 +77,44 @@ def target_fields(
         fields.update(compile=target.compile, cuda_graph=target.cuda_graph)
     if target.reference:
         fields["reference"] = True
+    if backend.needs_calibration():
+        from hwnas.latency.backends.onnx_precision import INT8_RECIPE
+
+        fields["quantization"] = INT8_RECIPE
     return fields
 
 
-def _gpu_name() -> str:
-    from hwnas.latency.device import gpu_facts
+def _gpu_key(index: int) -> str:
+    """``gpu:<name>:sm<cc>`` of CUDA device ``index``; a GPU that cannot be named raises
+    rather than share a key with every other unnamed GPU."""
+    from hwnas.latency.device import gpu_identity, gpu_key
 
-    facts = gpu_facts()
-    return f"{facts.get('name', 'unknown')}:{facts.get('driver', 'unknown')}"
+    identity = gpu_identity(index)
+    if "error" in identity:
+        raise BackendUnavailableError(
+            f"{identity['error']}; install nvidia-ml-py or cuda-bindings so GPU figures are "
+            "cached per GPU model"
+        )
+    return gpu_key(identity)
+
+
+def _check_calibration(calibration: np.ndarray | None, target: MeasurementTarget) -> np.ndarray:
+    """``calibration`` as float32 ``(N, *input_shape)``, or one error saying what is wrong."""
+    if calibration is None:
+        raise BackendUnavailableError(
+            f"backend {target.backend!r} needs calibration images: pass "
+            "measure_architecture(..., calibration=images of shape (N, "
+            + ", ".join(map(str, target.input_shape))
+            + ")); a trial passes its validation images. Without them TensorRT would build "
+            "an engine that is not int8"
+        )
+    images = np.asarray(calibration, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1:] != tuple(target.input_shape) or not len(images):
+        raise ValueError(
+            f"calibration images have shape {tuple(images.shape)}; backend {target.backend!r} "
+            f"needs (N, {', '.join(map(str, target.input_shape))}) with N >= 1"
+        )
+    return images
 
 
 def build_model(space: SearchSpace, arch: str, num_classes: int, input_shape: tuple[int, ...]):
@@ -101,7 +134,10 @@ def cached_latency(
     if not Path(cache_path).exists():
         return None
     arch = space.validate(arch)
-    fields = target_fields(space, arch, target, target.create_backend())
+    try:
+        fields = target_fields(space, arch, target, target.create_backend())
+    except BackendUnavailableError:  # e.g. no GPU here to name: nothing cached can match
+        return None
     with LatencyCache(cache_path) as cache:
         hit = cache.get(cache_key(fields))
     return LatencyResult.from_dict(hit, cached=True) if hit is not None else None
@@ -118,6 +154,7 @@ def measure_architecture(
     timing: TimingConfig | None = None,
     worker: OnnxWorker | None = None,
     isolate: bool = True,
+    calibration: np.ndarray | None = None,
 ) -> LatencyResult:
     """Measure ``arch`` on ``target``; reuse the cached figure in ``cache_path`` if any.
 
@@ -126,10 +163,17 @@ def measure_architecture(
     ``timing`` is the protocol (``TimingConfig()`` by default).
     ``worker`` reuses a running ``OnnxWorker`` (profiling many architectures); ``isolate=False``
     times ONNX backends in this process (only for processes that do no torch compute).
+    ``calibration``: images ``(N, C, H, W)``, preprocessed as the model sees them, for the
+    int8 backends' quantisation scales (a trial passes its validation images); ``trt-int8``
+    refuses to run without them.
     """
     start = time.perf_counter()
     arch = space.validate(arch)
     backend = target.create_backend(engine_cache_dir)
+    if backend.device_kind == "gpu":
+        backend.check_available()  # a missing runtime is named before the GPU is looked up
+    if backend.needs_calibration():
+        calibration = _check_calibration(calibration, target)
     fields = target_fields(space, arch, target, backend)
     key = cache_key(fields)
     cache = LatencyCache(cache_path) if cache_path is not None else None
@@ -156,7 +200,9 @@ def measure_architecture(
         if backend.artefact == "torch":
             result = _measure_torch(backend, target, model, common, timing, start)
         else:
-            result = _measure_onnx(backend, target, model, common, timing, worker, isolate, start)
+            result = _measure_onnx(
+                backend, target, model, common, timing, worker, isolate, start, calibration
+            )
         result.info["build_s"] = build_s
         if cache is not None:
             cache.put(key, fields, result.to_dict())
@@ -204,6 +250,7 @@ def _measure_onnx(
     worker: OnnxWorker | None,
     isolate: bool,
     start: float,
+    calibration: np.ndarray | None = None,
 ) -> LatencyResult:
     """Export ``model`` and time the ONNX file in the torch-free worker (or here)."""
     from hwnas.latency.export import export_onnx
@@ -235,6 +282,10 @@ def _measure_onnx(
             },
             "timing": (timing or TimingConfig()).to_dict(),
         }
+        if calibration is not None:
+            calibration_path = Path(tmp) / "calibration.npy"
+            np.save(calibration_path, calibration, allow_pickle=False)
+            request["options"]["extra"] = {"calibration_path": str(calibration_path)}
         if target.reference:
             from hwnas.latency.reference import reference_model
 

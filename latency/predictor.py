@@ -14,14 +14,18 @@
   linear model, so its JSON holds exactly what prediction needs (coefficients, intercept) and
   loading needs neither scikit-learn nor pickle.
 * ``table:<device>``: the NB201 table's measured latency for a named device (e.g.
-  ``table:pixel2``), for "predict cost on a device we cannot reach".
+  ``table:pixel2``), for "predict cost on a device we cannot reach". The table is the packaged
+  one unless ``$HWNAS_NB201_TABLE`` names another (``docs/tables.md``).
 
 ``LatencyPredictor.load(path_or_spec)`` returns any of them; all offer ``predict(arch) -> ms``
-and ``predict_many(archs) -> ndarray``.
+and ``predict_many(archs) -> ndarray`` (NaN where there is no figure, e.g. a cell missing from
+a user's table), and ``target``: what the figure is of (where it was measured, the network,
+the input), so a search can refuse a predictor made for something else than it measures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -52,6 +56,14 @@ class LatencyPredictor(ABC):
 
     def predict(self, arch: str) -> float:
         return float(self.predict_many([arch])[0])
+
+    @property
+    @abstractmethod
+    def target(self) -> dict[str, Any]:
+        """What a prediction is of, as far as known: ``backend`` (a latency backend) or
+        ``table_device`` (a column of an NB201 table, with ``table``: its path), ``batch``,
+        ``threads``, ``precision``, ``input_shape`` (C, H, W), ``space``, ``space_options``
+        (the space's full options, ``prune`` included). Keys that are unknown are absent."""
 
     @abstractmethod
     def predict_many(self, archs: Sequence[str]) -> np.ndarray:
@@ -119,11 +131,27 @@ class LinearLatencyPredictor(LatencyPredictor):
         self.kind = kind
         self.space_name = space
         self.space_options = dict(space_options)
+        if space == "nb201" and "prune" not in self.space_options:
+            # Written before NB201 pruned dead edges: it was fitted on full cells.
+            self.space_options["prune"] = False
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept = float(intercept)
         self.encoding = encoding
         self.meta = dict(meta or {})
         self._space = _space(space, self.space_options)
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """From the fit's ``meta`` (``hwnas latency profile`` records backend, batch and input
+        shape) and the space it was fitted on."""
+        known = {k: self.meta.get(k) for k in ("backend", "batch", "threads", "precision")}
+        shape = self.meta.get("input_shape")
+        out = {k: v for k, v in known.items() if v is not None}
+        if shape is not None:
+            out["input_shape"] = [int(d) for d in shape]
+        out["space"] = self.space_name
+        out["space_options"] = self._space.space_options()
+        return out
 
     @property
     def interaction_scale(self) -> float | None:
@@ -233,7 +261,11 @@ def evaluate_predictor(
 
 
 class TableLatencyPredictor(LatencyPredictor):
-    """NB201's measured latency column for one device (``table:<device>``)."""
+    """An NB201 table's measured latency column for one device (``table:<device>``).
+
+    The figures are of the table's network (``hwnas.spaces.nb201_table.TABLE_NETWORK``:
+    full cells, C=16, N=5, 3x32x32); a cell the table lacks predicts NaN (no figure).
+    """
 
     kind = "table"
 
@@ -249,9 +281,18 @@ class TableLatencyPredictor(LatencyPredictor):
             raise ValueError(exc.args[0]) from None
         self._space = _space("nb201", {})
 
+    @property
+    def target(self) -> dict[str, Any]:
+        from hwnas.spaces.nb201_table import TABLE_NETWORK
+
+        return {"table_device": self.device, "table": str(self._table.path), **TABLE_NETWORK}
+
     def predict_many(self, archs: Sequence[str]) -> np.ndarray:
-        rows = [self._table.index_of(self._space.validate(a)) for a in archs]
-        return np.asarray(self._column[rows], dtype=np.float64)
+        out = np.full(len(archs), np.nan)
+        for i, arch in enumerate(archs):
+            with contextlib.suppress(KeyError):  # not a row of this table: no figure
+                out[i] = self._column[self._table.index_of(self._space.validate(arch))]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "table", "device": self.device, "table_path": self.table_path}

@@ -55,9 +55,12 @@ def measure_many(
             results.append(result)
             if on_result is not None:
                 on_result(result)
-    finally:
+    except BaseException:
         if worker is not None:
-            worker.close()
+            worker.kill()  # interrupted: do not wait for the measurement in flight
+        raise
+    if worker is not None:
+        worker.close()
     return results
 
 

@@ -33,7 +33,12 @@ class LatencyResult:
         return self.stats.median_ms
 
     def to_metrics(self) -> dict[str, Any]:
-        """The flat ``latency_*`` keys of the trial metrics contract (JSON scalars only)."""
+        """The flat ``latency_*`` keys of the trial metrics contract (JSON scalars only).
+
+        ``latency_host_median_ms`` is the host wall clock per call beside ``latency_ms``
+        (thread CPU time or CUDA events). GPU ONNX Runtime results add
+        ``latency_placement`` (``full``/``partial``/``unknown``) and, when known,
+        ``latency_cpu_nodes`` and ``latency_off_target_nodes``."""
         device = self.device.get("name", "unknown")
         if self.device.get("kind") == "cpu":
             device = f"{device} ({self.threads} thread{'s' if self.threads != 1 else ''})"
@@ -52,6 +57,12 @@ class LatencyResult:
             "latency_clock": self.info.get("clock", "wall"),
             "latency_cached": self.cached,
             **(
+                {"latency_host_median_ms": self.stats.host_median_ms}
+                if self.stats.host_median_ms is not None
+                else {}
+            ),
+            **self._placement_metrics(),
+            **(
                 {
                     "latency_ref_ratio": self.info["reference"]["ratio"],
                     "latency_ref_ms": self.info["reference"]["median_ms"],
@@ -60,6 +71,16 @@ class LatencyResult:
                 else {}
             ),
         }
+
+    def _placement_metrics(self) -> dict[str, Any]:
+        """Where a GPU session's nodes ran (``info`` from the ONNX Runtime backends)."""
+        if self.device.get("kind") != "gpu" or "placement" not in self.info:
+            return {}
+        out: dict[str, Any] = {"latency_placement": self.info["placement"]}
+        for key in ("cpu_nodes", "off_target_nodes"):
+            if key in self.info:
+                out[f"latency_{key}"] = int(self.info[key])
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -15,14 +15,17 @@ Reply: ``{"ok": true, "stats": {...}, "device": {...}, "versions": {...}, "info"
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from typing import Any
 
 from hwnas.latency.errors import BackendUnavailableError, LatencyError, MeasurementError
+from hwnas.latency.ort_runtime import TELEMETRY_VARIABLE, telemetry_off
 
 
 def handle(request: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +107,12 @@ def serve(stdin: Any, stdout: Any) -> None:
 
 
 def main() -> None:
+    # Before anything can import onnxruntime (see hwnas.latency.ort_runtime).
+    os.environ.setdefault(TELEMETRY_VARIABLE, "1")
+    # Ctrl-C at a terminal reaches the whole process group: the parent handles it and stops
+    # this worker (OnnxWorker.kill), so the worker prints no traceback of its own. Group
+    # kills (a trial's timeout) and SIGTERM still end it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Keep the protocol channel clean: anything a library prints goes to stderr.
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
@@ -114,7 +123,7 @@ class OnnxWorker:
     """Parent side: a ``python -m hwnas.latency.worker`` child measuring ONNX files on request."""
 
     def __init__(self, python: str | None = None) -> None:
-        env = dict(os.environ)
+        env = telemetry_off()
         # One ORT thread setting at a time: keep OpenMP/MKL from grabbing every core.
         env.setdefault("OMP_NUM_THREADS", "1")
         self._proc = subprocess.Popen(
@@ -146,23 +155,37 @@ class OnnxWorker:
             raise error(reply.get("message", "unknown worker error"))
         return reply
 
+    def kill(self) -> None:
+        """Stop the worker now, mid-measurement if need be (an interrupted caller)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self.close()
+
     def close(self) -> None:
+        """Let the worker finish and exit (it ends when its stdin closes)."""
         if self._proc.poll() is None:
             assert self._proc.stdin is not None
-            self._proc.stdin.close()
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
             try:
                 self._proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
     def __enter__(self) -> OnnxWorker:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.kill()
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 ``load_config(path)`` reads YAML with ``yaml.safe_load`` and raises one ``ConfigError`` whose
 message names the file, the dotted field path and the bad value. Every model forbids unknown
 keys, so a typo'd key fails before any trial starts. Beyond types, ``SearchConfig`` checks that
-metric names are known (``hwnas.searchers.metrics``), constraints can be met at all, strategy
-options match the strategy's own options model, and single-objective strategies get a
-scalarisation when there are several objectives.
+metric names are known (``hwnas.searchers.metrics``), the space accepts its options, constraints
+can be met at all and together, the latency backend is a registered name, strategy options match
+the strategy's own options model, and single-objective strategies get a scalarisation when there
+are several objectives. Whether the backend and the dataset are usable on a given machine is
+the driver's preflight (``hwnas.driver.preflight``).
 
 Example (every section but ``space`` is optional; defaults are the models' field defaults)::
 
@@ -15,6 +17,8 @@ Example (every section but ``space`` is optional; defaults are the models' field
     data: {dataset: digits, val_fraction: 0.2}        # forwarded to trials
     training: {batch_size: 64, lr: 0.05}              # forwarded; max_epochs := max_length
     latency: {backend: ort-cpu, batch: 1, threads: 1, predictor: null, cache: null}
+                         # {enabled: false, predictor: table:pixel2}: latency_ms is the
+                         # table's figure for its network (space.options.prune: false)
     objectives:
       - {metric: validation_accuracy, goal: maximize}
       - {metric: latency_ms, goal: minimize}
@@ -25,7 +29,7 @@ Example (every section but ``space`` is optional; defaults are the models' field
     early_stopping: {name: mo-asha, min_length: 1, max_length: 9, reduction_factor: 3}
     budget: {max_trials: 30, max_concurrent: 2}
     reference_point: {validation_accuracy: 0.0, latency_ms: 50.0}
-    runner: {trial_timeout_s: null, devices: auto}
+    runner: {trial_timeout_s: null, devices: auto, trial_command: null}
 """
 
 from __future__ import annotations
@@ -67,8 +71,12 @@ class LatencyConfig(LatencySettings):
     """Latency measurement (the trial contract's section, forwarded to trials) and the
     searcher-side cost predictor.
 
-    ``predictor`` is only used by the searcher's constraint pre-filter: a path to a saved
-    ``latency.predictor.LatencyPredictor``, or ``table:<device>`` for NB201 table latencies.
+    ``predictor``: a path to a saved ``latency.predictor.LatencyPredictor`` or
+    ``table:<device>`` (a device column of the NB201 table). With ``enabled: true`` trials
+    measure ``latency_ms`` and the predictor only pre-filters; it must predict that same
+    measurement (backend, batch, input, space options), else the search refuses the config.
+    With ``enabled: false`` nothing is measured: ``latency_ms`` is the predictor's figure,
+    which the search files with each result (``searchers.filters.cost_source``).
     """
 
     predictor: str | None = None
@@ -129,6 +137,9 @@ class RunnerConfig(_Model):
 
     trial_timeout_s: float | None = Field(None, gt=0.0)
     devices: Literal["auto", "cpu"] | list[int] = "auto"
+    #: The command a trial runs instead of ``python -m hwnas.trials.local`` (a wrapper, a
+    #: custom trainer speaking the same contract); ``--request REQ --result RES`` is appended.
+    trial_command: list[str] | None = Field(None, min_length=1)
 
 
 class SearchConfig(_Model):
@@ -223,8 +234,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _fail(source: str, field: str, message: str, value: Any) -> ConfigError:
+def field_error(source: str, field: str, message: str, value: Any) -> ConfigError:
+    """The one-line error for ``field`` of the config in ``source``: file, field, why, value."""
     return ConfigError(f"{source}: {field}: {message} (got {_short(value)})")
+
+
+_fail = field_error
 
 
 def _check_metric(source: str, field: str, name: str) -> None:
@@ -261,11 +276,55 @@ def _check_early_stopping(cfg: SearchConfig, source: str) -> None:
         raise _fail(source, "early_stopping", str(exc), es.model_dump()) from None
 
 
+def _check_constraints_together(cfg: SearchConfig, source: str) -> None:
+    """No two constraints on one metric exclude each other (``x <= 1`` with ``x >= 2``)."""
+    upper: dict[str, tuple[float, bool, int]] = {}  # metric -> (bound, strict, index)
+    lower: dict[str, tuple[float, bool, int]] = {}
+    for i, text in enumerate(cfg.constraints):
+        c = parse_constraint(text)
+        strict = c.op in ("<", ">")
+        if c.op in ("<=", "<"):
+            best = upper.get(c.metric)
+            if best is None or c.bound < best[0] or (c.bound == best[0] and strict):
+                upper[c.metric] = (c.bound, strict, i)
+        else:
+            best = lower.get(c.metric)
+            if best is None or c.bound > best[0] or (c.bound == best[0] and strict):
+                lower[c.metric] = (c.bound, strict, i)
+        if c.metric in upper and c.metric in lower:
+            (hi, hi_strict, hi_i), (lo, lo_strict, lo_i) = upper[c.metric], lower[c.metric]
+            if lo > hi or (lo == hi and (lo_strict or hi_strict)):
+                other = lo_i if i == hi_i else hi_i
+                raise _fail(
+                    source,
+                    f"constraints.{i}",
+                    f"contradicts constraints.{other} ({cfg.constraints[other]!r}): no "
+                    f"{c.metric} meets both",
+                    text,
+                )
+
+
+def _check_latency_backend(cfg: SearchConfig, source: str) -> None:
+    """The latency backend is a registered name (whether it runs on this machine is the
+    driver's preflight: a Determined search runs its trials elsewhere)."""
+    if not cfg.latency.enabled:
+        return
+    from hwnas.latency.backends import backend_names  # a name lookup, loads no runtime
+
+    if cfg.latency.backend not in backend_names():
+        raise _fail(
+            source,
+            "latency.backend",
+            f"unknown latency backend; known: {', '.join(backend_names())}",
+            cfg.latency.backend,
+        )
+
+
 def _check_semantics(cfg: SearchConfig, source: str) -> None:
     """Checks across fields that types alone cannot express."""
     from hwnas.registry import UnknownNameError
     from hwnas.searchers.strategies.base import STRATEGIES
-    from hwnas.spaces import space_names
+    from hwnas.spaces import ArchitectureError, get_space, space_names
 
     if cfg.space.name not in space_names():
         raise _fail(
@@ -274,6 +333,10 @@ def _check_semantics(cfg: SearchConfig, source: str) -> None:
             f"unknown space; known: {', '.join(space_names())}",
             cfg.space.name,
         )
+    try:
+        get_space(cfg.space.name, **cfg.space.options)
+    except (ArchitectureError, TypeError, ValueError) as exc:
+        raise _fail(source, "space.options", str(exc), cfg.space.options) from None
 
     seen: set[str] = set()
     for i, o in enumerate(cfg.objectives):
@@ -299,6 +362,8 @@ def _check_semantics(cfg: SearchConfig, source: str) -> None:
                 text,
             )
 
+    _check_constraints_together(cfg, source)
+    _check_latency_backend(cfg, source)
     _check_early_stopping(cfg, source)
 
     if cfg.scalarization is not None:
@@ -348,6 +413,7 @@ __all__ = [
     "SearchConfig",
     "SpaceConfig",
     "StrategyConfig",
+    "field_error",
     "load_config",
     "parse_config",
 ]

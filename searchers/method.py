@@ -36,13 +36,13 @@ from typing import Any
 import numpy as np
 
 from hwnas.contract import DATASET_SHAPES
-from hwnas.searchers.config import SearchConfig
+from hwnas.searchers.config import BudgetConfig, SearchConfig
 from hwnas.searchers.early_stopping import Observation, make_stopper
 from hwnas.searchers.filters import (
     CachedLatency,
     CandidateFilter,
     CostPredictor,
-    load_cost_predictor,
+    cost_source,
 )
 from hwnas.searchers.front import ParetoArchive
 from hwnas.searchers.operations import (
@@ -79,8 +79,15 @@ class SearchMethod:
     """See the module docstring. Construct from a validated ``SearchConfig``."""
 
     def __init__(
-        self, config: SearchConfig, *, cost_predictor: CostPredictor | None = None
+        self,
+        config: SearchConfig,
+        *,
+        cost_predictor: CostPredictor | None = None,
+        measured: Mapping[str, Any] | None = None,
     ) -> None:
+        """``measured`` describes what reports ``latency_ms`` when not the trials as the
+        config says (the tabular backend's table column; see ``searchers.filters.cost_source``,
+        which refuses a ``latency.predictor`` made for something else)."""
         self.config = config
         self.space = get_space(config.space.name, **config.space.options)
         self.objectives = config.to_objectives()
@@ -93,10 +100,11 @@ class SearchMethod:
             np.random.default_rng(config.seed),
             config.strategy.options,
         )
-        if cost_predictor is None:
-            cost_predictor = load_cost_predictor(config.latency.predictor)
+        source = cost_source(config, cost_predictor=cost_predictor, measured=measured)
+        cost_predictor = source.predictor
+        self.cost_label = source.label
         lat = config.latency
-        if lat.cache and lat.enabled and config.data.dataset in DATASET_SHAPES:
+        if measured is None and lat.cache and lat.enabled and config.data.dataset in DATASET_SHAPES:
             # Measured figures from earlier trials beat predictions; never measures here.
             shape, classes = DATASET_SHAPES[config.data.dataset]
             cost_predictor = CachedLatency(
@@ -114,6 +122,7 @@ class SearchMethod:
             self.objectives,
             cost_predictor,
             max_consecutive_rejections=config.budget.max_consecutive_rejections,
+            cost_is_objective=source.objective,
         )
         self._hparams_base = config.trial_hparams_base()
         self.trials: dict[int, TrialRecord] = {}
@@ -155,6 +164,10 @@ class SearchMethod:
         if length != rec.target:
             return []
         stored = jsonable(dict(metrics))
+        if self.filter.cost_is_objective and rec.predicted_cost is not None:
+            # Nothing measures the cost metric: it is the predictor's figure (cost_source).
+            stored.setdefault(self.filter.cost_metric, rec.predicted_cost)
+            stored.setdefault("latency_backend", f"predictor:{self.cost_label}")
         rec.results.append(Result(length, stored, self._results))
         self._results += 1
         rec.target = None
@@ -211,6 +224,22 @@ class SearchMethod:
                 return self._abort(f"{self.consecutive_failures} trials failed in a row")
         return self._fill()
 
+    def on_continue(self, budget: BudgetConfig | None = None) -> list[Operation]:
+        """A driver continues this search, with ``budget`` replacing the configured one if
+        given: a search that had ended (budget spent, proposals exhausted, or stopped after
+        failures in a row) starts again while the budget allows; the failure and rejection
+        counts start afresh."""
+        self.events += 1
+        if budget is not None:
+            self.config = self.config.model_copy(update={"budget": budget})
+            self.filter.max_consecutive_rejections = budget.max_consecutive_rejections
+        self.exhausted = False
+        self.filter.consecutive_rejections = 0
+        self.consecutive_failures = 0
+        self.shut_down = False
+        self.abort_reason = ""
+        return self._fill()
+
     def warm_start(self, records: list[Mapping[str, Any]]) -> dict[str, int]:
         """Seed a fresh search with earlier results ``{"arch", "metrics", "space"?}``.
 
@@ -231,7 +260,7 @@ class SearchMethod:
             except (ArchitectureError, KeyError):
                 counts["invalid"] += 1
                 continue
-            key = self.space.canonical_key(arch)
+            key = self.filter.key(arch)
             if key in self.filter.seen:
                 counts["duplicate"] += 1
                 continue
@@ -311,7 +340,11 @@ class SearchMethod:
 
     @classmethod
     def from_state(
-        cls, state: Mapping[str, Any], *, cost_predictor: CostPredictor | None = None
+        cls,
+        state: Mapping[str, Any],
+        *,
+        cost_predictor: CostPredictor | None = None,
+        measured: Mapping[str, Any] | None = None,
     ) -> SearchMethod:
         """Rebuild a method from ``state_dict()`` output (e.g. after ``json.loads``)."""
         version = state.get("version")
@@ -321,12 +354,16 @@ class SearchMethod:
                 f"reads version {STATE_VERSION}); finish that search with the hwnas that "
                 "started it, or start a new one"
             )
-        method = cls(SearchConfig.model_validate(state["config"]), cost_predictor=cost_predictor)
+        config = SearchConfig.model_validate(state["config"])
+        method = cls(config, cost_predictor=cost_predictor, measured=measured)
         method._restore(state)
         return method
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         self.trials = {int(r["trial_id"]): TrialRecord.from_json(r) for r in state["trials"]}
+        for rec in self.trials.values():
+            # A record's key is the active dedupe key (states from before a key change too).
+            rec.key = self.filter.key(rec.arch)
         self.warm = [dict(w) for w in state["warm_start"]]
         self.next_trial_id = int(state["next_trial_id"])
         self.pending_promotions = [(int(t), int(n)) for t, n in state["pending_promotions"]]
@@ -352,7 +389,7 @@ class SearchMethod:
         self.strategy.load_state_dict(state["strategy"], history)
         self.filter.load_state_dict(state["filter"])
         self.filter.seen = {r.key for r in records}
-        self.filter.seen |= {self.space.canonical_key(w["arch"]) for w in self.warm}
+        self.filter.seen |= {self.filter.key(w["arch"]) for w in self.warm}
 
     # -- internals -------------------------------------------------------------------------
     def _start_validation(self, rec: TrialRecord, length: int) -> ValidateAfter:
@@ -368,7 +405,7 @@ class SearchMethod:
         rec = TrialRecord(
             trial_id=tid,
             arch=arch,
-            key=self.space.canonical_key(arch),
+            key=self.filter.key(arch),
             seed=trial_seed(self.config.seed, tid),
             predicted_cost=cost,
         )

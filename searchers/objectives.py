@@ -1,7 +1,9 @@
 """Objectives, hard constraints and scalarisation, built from the config.
 
 Every multi-objective computation in ``searchers`` works on *minimisation* vectors:
-a maximised metric is negated. ``Objectives.vector`` does that conversion in one place.
+a maximised metric is negated. ``Objectives.vector`` does that conversion for one result,
+``Objectives.matrix`` for a batch (e.g. a surrogate's predictions for a candidate pool); the
+other batch forms (``violations``, ``scores``) likewise agree exactly with their scalar forms.
 """
 
 from __future__ import annotations
@@ -56,12 +58,15 @@ class Constraint:
 
     def violation(self, value: float) -> float:
         """How far ``value`` is outside the bound (0 when satisfied, inf for NaN)."""
-        v = float(value)
-        if math.isnan(v):
-            return math.inf
-        if self.satisfied(v):
-            return 0.0
-        return abs(v - self.bound) + (1e-12 if self.op in ("<", ">") else 0.0)
+        return float(self.violations(np.array([value], dtype=float))[0])
+
+    def violations(self, values: np.ndarray) -> np.ndarray:
+        """``violation`` of every element: the one formula, which the scalar form calls."""
+        v = np.asarray(values, dtype=float)
+        # A strict bound is broken by equality too, which the distance alone would call 0.
+        margin = 1e-12 if self.op in ("<", ">") else 0.0
+        out = np.where(_OPS[self.op](v, self.bound), 0.0, np.abs(v - self.bound) + margin)
+        return np.where(np.isnan(v), math.inf, out)
 
     def admits_range(self, lower: float, upper: float) -> bool:
         """Whether any value in ``[lower, upper]`` satisfies the bound."""
@@ -108,9 +113,20 @@ class Scalarization:
     kind: str = "mnasnet"
 
     def score(self, values: Mapping[str, float]) -> float:
-        acc = float(values[self.metric])
-        cost = max(float(values[self.cost]), 1e-9)
-        return acc * (cost / self.target) ** self.w
+        """The reward of one result (KeyError when a metric is missing)."""
+        return self._reward(float(values[self.metric]), float(values[self.cost]))
+
+    def scores(self, metric: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        """``score`` of each (metric, cost) pair, bit for bit as the scalar form gives it."""
+        # Element by element through ``score``'s own ``**``: numpy's vectorised power differs
+        # from it in the last bit on some CPUs (AVX-512), and both forms must rank alike.
+        m, c = np.asarray(metric, dtype=float), np.asarray(cost, dtype=float)
+        pairs = zip(m.tolist(), c.tolist(), strict=True)
+        return np.array([self._reward(a, b) for a, b in pairs], dtype=float)
+
+    def _reward(self, metric: float, cost: float) -> float:
+        """The MnasNet formula (cost clamped to a tiny positive value; NaN stays NaN)."""
+        return metric * (max(cost, 1e-9) / self.target) ** self.w
 
 
 @dataclass(frozen=True)
@@ -167,6 +183,15 @@ class Objectives:
             out[i] = o.to_min(v) if _is_number(v) else math.nan
         return out
 
+    def matrix(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Batch ``vector``: one minimisation row per candidate (NaN where missing)."""
+        n = _batch_len(values)
+        cols = []
+        for o in self.objectives:
+            col = _column(values, o.metric, n)
+            cols.append(col if o.goal == "minimize" else -col)
+        return np.column_stack(cols)
+
     def reference_vector(self) -> np.ndarray:
         """The hypervolume reference point as a minimisation vector.
 
@@ -191,6 +216,14 @@ class Objectives:
             total += c.violation(v) if _is_number(v) else math.inf
         return total
 
+    def violations(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Batch ``violation``: each candidate's total (0 = feasible; missing or NaN: inf)."""
+        n = _batch_len(values)
+        total = np.zeros(n)
+        for c in self.constraints:
+            total += c.violations(_column(values, c.metric, n))
+        return total
+
     def feasible(self, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` meet every hard constraint."""
         return self.violation(values) == 0.0
@@ -209,6 +242,16 @@ class Objectives:
         except (KeyError, TypeError, ValueError):
             return math.nan
         return float(s)
+
+    def scores(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Batch ``score``: one number per candidate, higher is better (NaN where missing)."""
+        n = _batch_len(values)
+        s = self.scalarization
+        if s is not None:
+            return s.scores(_column(values, s.metric, n), _column(values, s.cost, n))
+        o = self.objectives[0]
+        v = _column(values, o.metric, n)
+        return v.copy() if o.goal == "maximize" else -v
 
     def ranking_key(self, values: Mapping[str, Any] | None) -> tuple[float, float]:
         """Sort key, larger is better: feasible first, then by ``score`` (NaN last)."""
@@ -233,6 +276,21 @@ class Objectives:
             },
             "reference_point": dict(self.reference_point),
         }
+
+
+def _batch_len(values: Mapping[str, np.ndarray]) -> int:
+    """The common length of a batch's per-metric arrays (0 for no arrays)."""
+    lengths = {len(np.asarray(v)) for v in values.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"a batch's metric arrays differ in length: {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
+def _column(values: Mapping[str, np.ndarray], metric: str, n: int) -> np.ndarray:
+    """One metric of a batch as floats; all NaN when the batch lacks it (a missing metric)."""
+    if metric not in values:
+        return np.full(n, math.nan)
+    return np.asarray(values[metric], dtype=float).reshape(n)
 
 
 def _is_number(v: Any) -> bool:

@@ -181,8 +181,9 @@ def fill_reference(ref: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarra
     if missing.any():
         hi = np.asarray(hi, dtype=float)
         lo = np.asarray(lo, dtype=float)
-        span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
-        fill = np.where(np.isfinite(hi), hi + 0.1 * span, 1.0)
+        with np.errstate(invalid="ignore"):  # hi = -inf before any data: filled with 1.0
+            span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
+            fill = np.where(np.isfinite(hi), hi + 0.1 * span, 1.0)
         ref[missing] = fill[missing]
     return ref
 

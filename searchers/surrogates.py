@@ -62,3 +62,8 @@ class GaussianProcess:
         v = solve_triangular(self.chol, Ks.T, lower=True)
         var = np.maximum(1.0 - np.sum(v * v, axis=0), 1e-12)
         return mean * self.sd + self.mu, np.sqrt(var) * self.sd
+
+    def thompson(self, Xs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and one independent posterior draw per row (Thompson sampling)."""
+        mean, std = self.predict(Xs)
+        return mean, mean + std * rng.standard_normal(len(Xs))

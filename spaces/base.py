@@ -38,7 +38,10 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def canonical_key(self, arch: str) -> str:
-        """A key equal for architectures that compute the same function."""
+        """A key equal exactly for architectures whose builds are the same computation (the
+        same function family, the same params, FLOPs and latency). The search's dedupe and
+        the latency cache rely on it: two architectures with one key must never cost
+        differently."""
 
     def is_valid(self, arch: str) -> bool:
         try:

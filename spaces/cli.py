@@ -9,35 +9,23 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.arguments import add_space_option, non_negative_int
 from hwnas.spaces import ArchitectureError, SearchSpace, get_space, space_names
-
-
-def parse_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as JSON (``C=8``, ``depths=[1,2]``), else as a string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"option {text!r} must look like KEY=VALUE")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``space`` with sub-commands ``info``, ``sample`` and ``validate``."""
-    space = subparsers.add_parser("space", help="explore a search space (info, sample, validate)")
+    space = subparsers.add_parser(
+        "space",
+        help="explore a search space (info, sample, validate)",
+        description="Explore a search space: its size and options, random samples, and "
+        "whether an architecture string is valid.",
+    )
     sub = space.add_subparsers(dest="space_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("space", choices=space_names(), help="search space name")
-        p.add_argument(
-            "--option",
-            action="append",
-            default=[],
-            type=parse_option,
-            metavar="KEY=VALUE",
-            help="space constructor option, VALUE as JSON (repeatable), e.g. C=8",
-        )
+        add_space_option(p)
 
     info = sub.add_parser("info", help="size, unique count and options of a space")
     common(info)
@@ -46,8 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     sample = sub.add_parser("sample", help="draw architectures uniformly, one per line")
     common(sample)
-    sample.add_argument("--n", type=int, default=5, help="how many (default 5)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--n", type=non_negative_int, default=5, help="how many (default 5)")
+    sample.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     sample.set_defaults(handler=_sample)
 
     validate = sub.add_parser("validate", help="check an architecture; print its normal form")
@@ -57,17 +45,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _space(args: argparse.Namespace) -> SearchSpace:
-    try:
-        return get_space(args.space, **dict(args.option))
-    except TypeError as exc:  # unknown keyword option
-        raise ArchitectureError(f"bad option for space {args.space!r}: {exc}") from None
+    return get_space(args.space, **dict(args.option))
 
 
 def _run(args: argparse.Namespace, body: Any) -> int:
     try:
         return body(_space(args))
     except ArchitectureError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"hwnas: error: {exc}", file=sys.stderr)
         return 2
 
 
@@ -106,8 +91,6 @@ def _info(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     def body(space: SearchSpace) -> int:
-        if args.n < 0:
-            raise ArchitectureError(f"--n must be >= 0, got {args.n}")
         rng = np.random.default_rng(args.seed)
         for _ in range(args.n):
             print(space.sample(rng))

@@ -64,6 +64,11 @@ class MobileNetSpace(SearchSpace):
 
     Canonical key: the normalised string with each width replaced by the stage's actual channel
     count (``c24``), since different multipliers can round to the same channels.
+
+    Nothing here is dead computation (unlike NB201's ``none`` edges): the network is a chain,
+    a stage builds exactly ``depth`` blocks and SE only where ``se1``, so every module reaches
+    the output; key-equal architectures build identical modules (the width enters the build
+    only through the channel count). There is no ``prune`` option to offer.
     """
 
     name = "mobilenet"

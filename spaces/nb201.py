@@ -9,6 +9,7 @@ to each earlier node ``j``. The string form lists the edges node by node, as NB2
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -103,32 +104,95 @@ def format_arch(ops: tuple[str, ...] | list[str]) -> str:
     return "+".join(groups)
 
 
-def _canonical_from_ops(ops: tuple[str, ...]) -> str:
-    # Each node's value is a sorted multiset of terms; the input is the single term "x".
-    # none edges and edges from a zero node add nothing; skip_connect adds its input's terms
-    # (sums are flattened); conv/pool edges add one term "op(<input terms>)".
-    values: list[tuple[str, ...]] = [("x",)]
+def live_edges(ops: tuple[str, ...] | list[str]) -> tuple[bool, ...]:
+    """Per edge (``EDGES`` order), whether it can change the cell's output.
+
+    An edge is live when its op is not ``none``, its input node is fed from the cell input
+    through non-``none`` edges (else it only ever sees zero) and its output node reaches
+    node 3 through live edges. Everything else is dead computation: the pruned build
+    (``NB201Space(prune=True)``) leaves it out, and the canonical key never sees it.
+    """
+    fed = [True, False, False, False]
     for node in (1, 2, 3):
-        terms: list[str] = []
-        for (to, src), op in zip(EDGES, ops, strict=True):
-            if to != node or op == "none" or not values[src]:
+        fed[node] = any(
+            to == node and op != "none" and fed[src]
+            for (to, src), op in zip(EDGES, ops, strict=True)
+        )
+    reaches = [False, False, False, True]
+    for node in (2, 1, 0):
+        reaches[node] = any(
+            src == node and op != "none" and reaches[to]
+            for (to, src), op in zip(EDGES, ops, strict=True)
+        )
+    return tuple(
+        op != "none" and fed[src] and reaches[to] for (to, src), op in zip(EDGES, ops, strict=True)
+    )
+
+
+def _computation_key(ops: tuple[str, ...]) -> str:
+    """The canonical key of the pruned cell (see ``NB201Space``'s docstring for the format)."""
+    live = live_edges(ops)
+    # A term is one live conv/pool edge (id e + 1; 0 is the cell input x); a node's value is
+    # the multiset of terms summed there, skip_connect passing its input's terms through.
+    values: list[list[int]] = [[0]]
+    inputs: dict[int, list[int]] = {}
+    op_of: dict[int, str] = {}
+    for node in (1, 2, 3):
+        terms: list[int] = []
+        for e, ((to, src), op) in enumerate(zip(EDGES, ops, strict=True)):
+            if to != node or not live[e]:
                 continue
             if op == "skip_connect":
                 terms.extend(values[src])
             else:
-                terms.append(f"{op}({'+'.join(values[src])})")
-        values.append(tuple(sorted(terms)))
-    return "+".join(values[3]) or _ZERO_KEY
+                inputs[e + 1], op_of[e + 1] = list(values[src]), op
+                terms.append(e + 1)
+        values.append(terms)
+    out = values[3]
+    if not out:
+        return _ZERO_KEY
+    uses = Counter(out)
+    for used in inputs.values():
+        uses.update(used)
+    tree, depth = {0: "x"}, {0: 0}
+    for t in sorted(inputs):  # edge order is topological
+        tree[t] = f"{op_of[t]}({'+'.join(sorted(tree[i] for i in inputs[t]))})"
+        depth[t] = 1 + max(depth[i] for i in inputs[t])
+    shared = sorted((t for t in inputs if uses[t] > 1), key=lambda t: (depth[t], tree[t]))
+    if not shared:  # a tree: the expression says it all
+        return "+".join(sorted(tree[t] for t in out))
+    # Shared terms get names $1, $2, ... in (depth, expression) order; ties (equal
+    # expressions) are named every way and the smallest text wins, so the key does not
+    # depend on which edge carries which twin.
+    groups = [list(g) for _, g in itertools.groupby(shared, key=lambda t: (depth[t], tree[t]))]
+
+    def body(t: int, name: dict[int, str]) -> str:
+        return f"{op_of[t]}({'+'.join(sorted(expr(i, name) for i in inputs[t]))})"
+
+    def expr(t: int, name: dict[int, str]) -> str:
+        return "x" if t == 0 else name.get(t) or body(t, name)
+
+    best: str | None = None
+    for perms in itertools.product(*(itertools.permutations(g) for g in groups)):
+        order = [t for p in perms for t in p]
+        name = {t: f"${i}" for i, t in enumerate(order, start=1)}
+        text = ";".join(f"{name[t]}={body(t, name)}" for t in order)
+        text += ";" + "+".join(sorted(expr(t, name) for t in out))
+        if best is None or text < best:
+            best = text
+    assert best is not None
+    return best
 
 
 def nb201_unique_str(arch: str) -> str:
     """The NB201 authors' isomorphism key (``Structure.to_unique_str(consider_zero=True)``),
     which yields their published 6,466 unique cells; kept to compare with ``canonical_key``.
 
-    It differs from ``canonical_key`` in two ways: a zero term ``#`` stays in its sum (so
-    ``#+conv(x)`` differs from ``conv(x)``, and a node fed by two zeros is ``#+#``, not zero),
-    and a skip_connect inlines its input's *string* before sorting, so sums are not flattened
-    into one multiset.
+    It differs from ``canonical_key`` in three ways: a zero term ``#`` stays in its sum (so
+    ``#+conv(x)`` differs from ``conv(x)``, and a node fed by two zeros is ``#+#``, not zero);
+    a skip_connect inlines its input's *string* before sorting, so sums are not flattened into
+    one multiset; and it cannot tell one conv used twice from two convs (644 of their classes
+    hold cells that build different ops, which our key keeps apart).
     """
     ops = parse_arch(arch)
     nodes = ["0"]
@@ -154,45 +218,60 @@ class NB201Space(SearchSpace):
     ``C`` is the first stage's channel count and ``N`` the number of cells per stage (the
     benchmark uses C=16, N=5). 15,625 architectures.
 
-    Canonical key: the cell's output as an expression, so two cells share a key exactly when
-    they compute the same function up to (learnable) weights:
+    ``prune`` (default True) builds only the live edges (``live_edges``): an op whose input is
+    always zero or whose output never reaches the cell's output is left out, so params, FLOPs,
+    the exported ONNX graph and its latency describe the function the canonical key names.
+    ``prune=False`` builds every edge as NB201 published it (``none`` multiplies by zero, dead
+    convs keep their parameters): the network of the NB201 table's parameter counts,
+    accuracies and device latencies.
 
-    - ``none`` edges contribute nothing, and so does any edge out of a node whose value is zero
-      (no path from the input), so edges that cannot affect the output vanish;
+    Canonical key: two cells share a key exactly when their builds are the same computation
+    graph up to relabelling, so they compute the same family of functions and cost the same.
+    With ``prune=False`` every cell builds a different graph and the key is the normalised
+    string itself (each one a row of the NB201 table). With pruning, the key is the cell's
+    output as an expression over the live edges:
+
+    - dead edges (see above) vanish, and every cell whose output is zero (no path
+      input->output) shares one key, ``"zero"``;
     - a node's value is the *multiset* of its incoming terms (a sum is order-free), with a
       ``skip_connect`` contributing its input's terms (sums flatten: ``skip(a+b)+c == a+b+c``);
-      multiplicities are kept (``conv(x)+conv(x)`` has two independent convs);
+      each conv/pool edge is one term ``op(<input terms>)``;
     - intermediate nodes are anonymous (a term names its op and input expression, never a node
       index), which relabels isomorphic cells equal;
-    - every cell whose output is zero (no path input->output) shares one key, ``"zero"``.
+    - a term used more than once (one conv feeding two later ops, or reaching the output along
+      two paths) is computed once, so it is named and referred to:
+      ``$1=nor_conv_3x3(x);$1+avg_pool_3x3($1)`` is one conv, whereas
+      ``avg_pool_3x3(nor_conv_3x3(x))+nor_conv_3x3(x)`` is two. Without the names the two
+      would share a key while building different numbers of convs.
 
-    As in NB201, a zero input counts as zero through every op; the built network (which keeps
-    all edges so parameter counts match the benchmark) only differs there by the constant a
-    BatchNorm adds to an all-zero conv output.
-
-    Over all 15,625 cells this gives **4,930** keys (341 cells are all-zero). The NB201 authors'
-    own rule (``nb201_unique_str``) gives the published **6,466**: keeping zero terms in sums
-    (exact zero propagation alone would give 5,390) and sorting sums as strings instead of
-    flattened multisets split functions our key counts once.
+    Over all 15,625 cells this gives **5,425** keys (341 cells are all-zero); every key's cells
+    build the same ops (tests check all of them). The NB201 authors' own rule
+    (``nb201_unique_str``) gives the published **6,466**: it keeps zero terms in sums and sorts
+    sums as strings (splitting what we count once) but ignores shared terms (merging what we
+    keep apart).
     """
 
     name = "nb201"
 
-    def __init__(self, C: int = 16, N: int = 5) -> None:
+    def __init__(self, C: int = 16, N: int = 5, prune: bool = True) -> None:
         for field, value in (("C", C), ("N", N)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ArchitectureError(
                     f"nb201 option {field} must be a positive int, got {value!r}"
                 )
+        if not isinstance(prune, bool):
+            raise ArchitectureError(f"nb201 option prune must be true or false, got {prune!r}")
         self.C = C
         self.N = N
+        self.prune = prune
 
     # -- identity and validation ---------------------------------------------------------
     def validate(self, arch: str) -> str:
         return format_arch(parse_arch(arch))
 
     def canonical_key(self, arch: str) -> str:
-        return _canonical_from_ops(parse_arch(arch))
+        ops = parse_arch(arch)
+        return _computation_key(ops) if self.prune else format_arch(ops)
 
     # -- sampling and variation -----------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> str:
@@ -229,13 +308,17 @@ class NB201Space(SearchSpace):
         return NUM_CELLS
 
     def unique_count(self) -> int:
-        """Number of distinct canonical keys over the whole space (4,930; see class doc)."""
-        return len({_canonical_from_ops(ops) for ops in itertools.product(OPS, repeat=6)})
+        """Number of distinct canonical keys over the whole space (pruned: 5,425; see the
+        class doc; full cells: 15,625)."""
+        if not self.prune:
+            return NUM_CELLS
+        return len({_computation_key(ops) for ops in itertools.product(OPS, repeat=6)})
 
     def options(self) -> dict[str, Any]:
         return {
             "C": self.C,
             "N": self.N,
+            "prune": self.prune,
             "ops": list(OPS),
             "edges": [f"{to}<-{src}" for to, src in EDGES],
             "encodings": {"onehot": 30, "path": 155},
@@ -243,7 +326,7 @@ class NB201Space(SearchSpace):
         }
 
     def space_options(self) -> dict[str, Any]:
-        return {"C": self.C, "N": self.N}
+        return {"C": self.C, "N": self.N, "prune": self.prune}
 
     # -- encodings ------------------------------------------------------------------------
     def encode(self, arch: str, kind: str = "onehot") -> np.ndarray:
@@ -303,11 +386,18 @@ class NB201Space(SearchSpace):
     def build(
         self, arch: str, num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)
     ) -> nn.Module:
-        """NB201's ``TinyNetwork`` for ``arch`` (see ``hwnas.spaces.nb201_model``)."""
+        """NB201's ``TinyNetwork`` for ``arch`` (see ``hwnas.spaces.nb201_model``): its live
+        edges only, or every edge with ``prune=False``."""
         from hwnas.spaces.nb201_model import NB201Network  # imports this module's EDGES
 
+        ops = parse_arch(arch)
         return NB201Network(
-            parse_arch(arch), C=self.C, N=self.N, num_classes=num_classes, input_shape=input_shape
+            ops,
+            C=self.C,
+            N=self.N,
+            num_classes=num_classes,
+            input_shape=input_shape,
+            live=live_edges(ops) if self.prune else None,
         )
 
 
@@ -319,6 +409,7 @@ __all__ = [
     "PATHS",
     "NB201Space",
     "format_arch",
+    "live_edges",
     "nb201_unique_str",
     "parse_arch",
 ]

@@ -1,10 +1,13 @@
-"""NB201's macro skeleton in torch (``TinyNetwork`` with ``InferCell``), parameter-exact.
+"""NB201's macro skeleton in torch (``TinyNetwork`` with ``InferCell``).
 
 Stem conv3x3+BN; three stages of ``N`` cells at C, 2C, 4C channels with a ResNet basic block
 (stride 2) between stages; BN+ReLU; global average pool; linear classifier. Cell ops are
-ReLU-Conv-BN convs, 3x3 average pooling (``count_include_pad=False``), identity, and ``none``
-(multiply by zero, as NB201 does, so every edge keeps its parameters and the count matches the
-benchmark's ``params_mb``).
+ReLU-Conv-BN convs, 3x3 average pooling (``count_include_pad=False``), identity, and ``none``.
+
+A cell holds only the edges it is given as live (``hwnas.spaces.nb201.live_edges``): dead
+edges have no module, no parameters and no node in an exported graph. Built with every edge
+(``live=None``) it is NB201's own cell, ``none`` multiplying by zero, parameter-exact with the
+benchmark's ``params_mb``.
 """
 
 from __future__ import annotations
@@ -68,27 +71,35 @@ def make_op(op: str, channels: int) -> nn.Module:
 
 
 class NB201Cell(nn.Module):
-    """NB201's ``InferCell``: node i = sum of one op on each earlier node; returns node 3."""
+    """NB201's ``InferCell``: node i = sum of one op on each earlier node; returns node 3.
 
-    def __init__(self, ops: tuple[str, ...], channels: int) -> None:
+    ``live`` (one flag per edge, ``EDGES`` order; None: all) says which edges to build. Layers
+    are keyed by edge index (``layers.3`` is edge 3<-0), as NB201's ModuleList names them. A
+    cell without a live edge into node 3 outputs zeros.
+    """
+
+    def __init__(
+        self, ops: tuple[str, ...], channels: int, live: tuple[bool, ...] | None = None
+    ) -> None:
         super().__init__()
-        self.edges = EDGES
-        self.layers = nn.ModuleList(make_op(op, channels) for op in ops)
+        keep = (True,) * len(EDGES) if live is None else tuple(live)
+        # (edge index, to, from) of each built edge; EDGES order is topological.
+        self.edges = tuple((i, to, src) for i, (to, src) in enumerate(EDGES) if keep[i])
+        self.layers = nn.ModuleDict({str(i): make_op(ops[i], channels) for i, _, _ in self.edges})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        for node in (1, 2, 3):
-            total = None
-            for layer, (to, src) in zip(self.layers, self.edges, strict=True):
-                if to == node:
-                    out = layer(nodes[src])
-                    total = out if total is None else total + out
-            nodes.append(total)
-        return nodes[3]
+        nodes: list[torch.Tensor | None] = [x, None, None, None]
+        for i, to, src in self.edges:
+            out = self.layers[str(i)](nodes[src])
+            total = nodes[to]
+            nodes[to] = out if total is None else total + out
+        output = nodes[3]
+        return x.mul(0.0) if output is None else output
 
 
 class NB201Network(nn.Module):
-    """NB201's ``TinyNetwork``: ``(B, *input_shape)`` in, ``(B, num_classes)`` logits out."""
+    """NB201's ``TinyNetwork``: ``(B, *input_shape)`` in, ``(B, num_classes)`` logits out;
+    every cell builds the edges ``live`` names (None: all, as NB201 does)."""
 
     def __init__(
         self,
@@ -97,6 +108,7 @@ class NB201Network(nn.Module):
         N: int = 5,
         num_classes: int = 10,
         input_shape: tuple[int, int, int] = (3, 32, 32),
+        live: tuple[bool, ...] | None = None,
     ) -> None:
         super().__init__()
         in_channels = check_build_args(num_classes, input_shape)[0]
@@ -108,7 +120,7 @@ class NB201Network(nn.Module):
         for stage, c in enumerate((C, 2 * C, 4 * C)):
             if stage > 0:
                 cells.append(ResNetBasicBlock(c_prev, c))
-            cells.extend(NB201Cell(ops, c) for _ in range(N))
+            cells.extend(NB201Cell(ops, c, live) for _ in range(N))
             c_prev = c
         self.cells = nn.Sequential(*cells)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))

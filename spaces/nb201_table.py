@@ -1,7 +1,12 @@
-"""The NAS-Bench-201 table with device latencies (``nb201_cifar.csv.gz``), loaded by path.
+"""The NAS-Bench-201 table with device latencies, and users' own tables in the same format.
 
-The table lives outside the repository (``../shared/data/nb201/``); nothing here copies it.
-Loading uses only ``csv``, ``gzip`` and numpy and takes a fraction of a second.
+hwnas ships the table as package data (``spaces/data/nb201_cifar.csv.gz``; provenance and
+licences in ``spaces/data/NOTICE.md``) and loads it by default; ``$HWNAS_NB201_TABLE`` or an
+explicit path selects another table. The format (``docs/tables.md``): one row per cell,
+``arch_str``; per dataset prefix ``<p>``, ``<p>_valid`` (mean validation accuracy, %),
+``<p>_valid_seeds`` (each training seed's, ``;``-separated) and ``<p>_test``; ``params_mb``,
+``train_time_s``; one ``lat_ms_<device>`` column per device. Loading uses only ``csv``,
+``gzip`` and numpy and takes a fraction of a second.
 """
 
 from __future__ import annotations
@@ -15,15 +20,24 @@ from typing import Any
 
 import numpy as np
 
-#: Environment variable that overrides the table's location.
+#: Environment variable that selects another table.
 TABLE_ENV = "HWNAS_NB201_TABLE"
-#: Location relative to a directory that sits next to ``shared/``.
-_RELATIVE = Path("..") / "shared" / "data" / "nb201" / "nb201_cifar.csv.gz"
-#: Columns holding ``;``-separated per-seed values.
-SEED_COLUMNS = ("c10_valid_seeds", "c100_valid_seeds")
+#: The table shipped with the package.
+PACKAGED_TABLE = Path(__file__).resolve().parent / "data" / "nb201_cifar.csv.gz"
+#: Suffix of the columns holding ``;``-separated per-seed values (``<prefix>_valid_seeds``).
+SEED_SUFFIX = "_valid_seeds"
+#: Suffixes of the columns one dataset prefix needs, in the order they are checked.
+DATASET_SUFFIXES = ("_valid", "_valid_seeds", "_test")
 #: Columns every table must have.
-REQUIRED_COLUMNS = ("idx", "arch_str", "c10_valid", "c10_valid_seeds", "params_mb")
+REQUIRED_COLUMNS = ("arch_str",)
 LATENCY_PREFIX = "lat_ms_"
+#: The network every NB201 table row describes (NB201's published one): its figures (params,
+#: accuracies, device latencies) are of full cells (``prune: false``) at C=16, N=5, 3x32x32.
+TABLE_NETWORK: dict[str, Any] = {
+    "space": "nb201",
+    "space_options": {"C": 16, "N": 5, "prune": False},
+    "input_shape": [3, 32, 32],
+}
 
 
 class TableError(ValueError):
@@ -31,16 +45,13 @@ class TableError(ValueError):
 
 
 def default_table_path() -> Path | None:
-    """``$HWNAS_NB201_TABLE``, else ``../shared/data/nb201/nb201_cifar.csv.gz`` next to this
-    repository or the current directory; ``None`` when no such file exists."""
+    """``$HWNAS_NB201_TABLE`` when set (whether or not the file exists, so a wrong path is an
+    error, not a silent fallback), else the packaged table; ``None`` if neither is there."""
     env = os.environ.get(TABLE_ENV)
-    candidates = [Path(env)] if env else []
-    repo_root = Path(__file__).resolve().parents[1]
-    candidates += [repo_root / _RELATIVE, Path.cwd() / _RELATIVE]
-    for path in candidates:
-        if path.is_file():
-            return path.resolve()
-    return None
+    if env:
+        path = Path(env).expanduser()
+        return path.resolve() if path.is_file() else path
+    return PACKAGED_TABLE if PACKAGED_TABLE.is_file() else None
 
 
 class NB201Table(Mapping[str, Any]):
@@ -83,12 +94,30 @@ class NB201Table(Mapping[str, Any]):
         """Device names with a ``lat_ms_<device>`` column, in file order."""
         return [c[len(LATENCY_PREFIX) :] for c in self._columns if c.startswith(LATENCY_PREFIX)]
 
+    @property
+    def datasets(self) -> list[str]:
+        """Dataset prefixes with a ``<prefix>_valid_seeds`` column, in file order (each may
+        still lack another column; ``dataset_columns`` names it)."""
+        return [c[: -len(SEED_SUFFIX)] for c in self._columns if c.endswith(SEED_SUFFIX)]
+
+    def dataset_columns(self, prefix: str) -> tuple[str, str, str]:
+        """``(<p>_valid, <p>_valid_seeds, <p>_test)``; ``KeyError`` names the first missing."""
+        return dataset_columns(self._columns, prefix, str(self.path))
+
     def index_of(self, arch: str) -> int:
-        """Row of ``arch`` (NB201 string, outer whitespace ignored); ``KeyError`` if absent."""
-        try:
-            return self._row_of[arch.strip()]
-        except KeyError:
-            raise KeyError(f"{self.path}: architecture {arch!r} is not in the table") from None
+        """Row of ``arch`` (any NB201 string of the cell); ``KeyError`` if absent."""
+        row = self._row_of.get(arch.strip())
+        if row is None:
+            from hwnas.spaces.base import ArchitectureError
+            from hwnas.spaces.nb201 import format_arch, parse_arch
+
+            try:
+                row = self._row_of.get(format_arch(parse_arch(arch)))
+            except ArchitectureError:
+                row = None
+        if row is None:
+            raise KeyError(f"{self.path}: architecture {arch!r} is not in the table")
+        return row
 
     def row(self, key: str | int) -> dict[str, Any]:
         """All columns of one row, by architecture string or row index."""
@@ -107,6 +136,23 @@ class NB201Table(Mapping[str, Any]):
         if name not in self._columns:
             raise KeyError(f"{self.path}: no device {device!r}; devices: {', '.join(self.devices)}")
         return self._columns[name]
+
+
+def dataset_columns(
+    columns: Mapping[str, Any], prefix: str, source: str = "NB201 table"
+) -> tuple[str, str, str]:
+    """The three columns of dataset ``prefix`` in ``columns``; ``KeyError`` names the first
+    one missing and lists the prefixes the table has."""
+    names = tuple(prefix + suffix for suffix in DATASET_SUFFIXES)
+    for name in names:
+        if name not in columns:
+            have = [c[: -len(SEED_SUFFIX)] for c in columns if c.endswith(SEED_SUFFIX)]
+            raise KeyError(
+                f"{source}: dataset {prefix!r} needs column {name!r}, which the table lacks "
+                f"(a dataset has {', '.join('<p>' + x for x in DATASET_SUFFIXES)}; "
+                f"datasets with per-seed columns: {', '.join(have) or 'none'})"
+            )
+    return names  # type: ignore[return-value]
 
 
 def _float(text: str, path: Path, line: int, column: str) -> float:
@@ -133,18 +179,39 @@ def _seed_arrays(values: tuple[str, ...], path: Path, name: str) -> list[np.ndar
     ]
 
 
+def _normalised_archs(values: tuple[str, ...], path: Path) -> list[str]:
+    """``arch_str`` in NB201's normalised form; an invalid or repeated cell names its line."""
+    from hwnas.spaces.base import ArchitectureError
+    from hwnas.spaces.nb201 import format_arch, parse_arch
+
+    archs: list[str] = []
+    line_of: dict[str, int] = {}
+    for line, text in enumerate(values, start=2):
+        try:
+            arch = format_arch(parse_arch(text))
+        except ArchitectureError as exc:
+            raise TableError(f"{path}:{line}: column 'arch_str': {exc}") from None
+        if arch in line_of:
+            raise TableError(f"{path}:{line}: cell {arch!r} repeats line {line_of[arch]}")
+        line_of[arch] = line
+        archs.append(arch)
+    return archs
+
+
 def load_table(path: str | os.PathLike[str] | None = None) -> NB201Table:
-    """Load the NB201 table from ``path`` (default: ``default_table_path()``)."""
+    """Load the NB201 table from ``path`` (default: ``default_table_path()``: the packaged
+    table unless ``$HWNAS_NB201_TABLE`` names another)."""
     if path is None:
         path = default_table_path()
         if path is None:
             raise TableError(
-                f"NB201 table not found: set ${TABLE_ENV} or place it at "
-                "../shared/data/nb201/nb201_cifar.csv.gz"
+                f"NB201 table not found: the packaged copy ({PACKAGED_TABLE}) is missing; "
+                f"reinstall hwnas or set ${TABLE_ENV} to a table"
             )
     path = Path(path)
     if not path.is_file():
-        raise TableError(f"NB201 table {path} does not exist")
+        where = f" (from ${TABLE_ENV})" if os.environ.get(TABLE_ENV) == str(path) else ""
+        raise TableError(f"NB201 table {path}{where} does not exist")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", newline="", encoding="utf-8") as handle:
@@ -155,6 +222,9 @@ def load_table(path: str | os.PathLike[str] | None = None) -> NB201Table:
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise TableError(f"{path}: missing column(s) {', '.join(missing)}")
+            repeated = sorted({c for c in header if header.count(c) > 1})
+            if repeated:
+                raise TableError(f"{path}: column(s) {', '.join(repeated)} appear twice")
             rows = list(reader)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise TableError(f"{path}: cannot read the table ({exc})") from exc
@@ -168,8 +238,8 @@ def load_table(path: str | os.PathLike[str] | None = None) -> NB201Table:
     columns: dict[str, Any] = {}
     for name, values in zip(header, cells, strict=True):
         if name == "arch_str":
-            columns[name] = list(values)
-        elif name in SEED_COLUMNS:
+            columns[name] = _normalised_archs(values, path)
+        elif name.endswith(SEED_SUFFIX):
             columns[name] = _seed_arrays(values, path, name)
         else:
             try:
@@ -180,7 +250,16 @@ def load_table(path: str | os.PathLike[str] | None = None) -> NB201Table:
                     dtype=float,
                 )
             columns[name] = arr.astype(np.int64) if name == "idx" else arr
-    return NB201Table(path, columns)
+    return NB201Table(path.resolve(), columns)
 
 
-__all__ = ["TABLE_ENV", "NB201Table", "TableError", "default_table_path", "load_table"]
+__all__ = [
+    "PACKAGED_TABLE",
+    "TABLE_ENV",
+    "TABLE_NETWORK",
+    "NB201Table",
+    "TableError",
+    "dataset_columns",
+    "default_table_path",
+    "load_table",
+]

@@ -1,4 +1,4 @@
-"""Shared fixtures: the NB201 table from ../shared (skipped with a reason where absent)."""
+"""Shared fixtures: the NB201 table (the packaged copy, or ``$HWNAS_NB201_TABLE``)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def nb201_table_path() -> Path | None:
-    """``$HWNAS_NB201_TABLE`` or ``../shared/data/nb201/nb201_cifar.csv.gz`` if it exists."""
+    """``$HWNAS_NB201_TABLE`` if set, else the table shipped in ``spaces/data/``."""
     return default_table_path()
 
 
 @pytest.fixture(scope="session")
 def nb201_table_file() -> Path:
     path = nb201_table_path()
-    if path is None:
-        pytest.skip(
-            "NB201 table not found: set HWNAS_NB201_TABLE or place it at "
-            "../shared/data/nb201/nb201_cifar.csv.gz"
-        )
+    if path is None or not path.is_file():
+        pytest.fail(f"NB201 table not found at {path}: spaces/data/nb201_cifar.csv.gz ships it")
     return path
 
 

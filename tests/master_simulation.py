@@ -1,78 +1,80 @@
-"""A faithful simulation of the Determined 0.37 master's side of a custom search (no master).
+"""A simulation of the Determined 0.37 master's side of a custom search (no master runs here).
 
-No Determined master can run here, so the adapter is driven through this model of what the
-master does, written from Determined's own sources:
-
-* ``master/pkg/searcher/custom_searcher_events_queue.go``: events get ids 1, 2, 3, ... as they
-  are enqueued; ``GetSearcherEvents`` returns every event not yet acknowledged (long poll);
-  ``PostSearcherOperations`` removes events up to ``triggeredByEvent.id`` and fails when that
-  id is not queued.
-* ``master/pkg/searcher/custom_search.go``: which event each trial transition enqueues
-  (``initialOperations`` at start, ``trialCreated``, ``validationCompleted`` carrying the
-  metric the trial passed to ``op.report_completed`` and the op's length, ``trialExitedEarly``,
-  ``trialClosed``, ``trialProgress``).
-* ``master/pkg/searcher/searcher.go``: a ValidateAfter completes once; a trial exits once;
-  ``Create`` operations are counted and the experiment shuts itself down when every requested
-  trial is closed (``TrialsRequested == len(TrialsClosed)``).
-* ``master/internal/api_experiment.go`` (``GetSearcherEvents``): while the experiment is not
-  active the answer is a single ``experimentInactive`` event with id -1 (events still queued
-  are not delivered); Determined's runner keeps polling while it is paused.
-* ``master/internal/experiment.go``: a trial that exits early is reported as exited, and then,
-  when its task stops, as closed; operations are recorded before they are processed.
-* The metric travels as a protobuf ``Value`` (``structpb.NewValue``): every number comes back as
-  a float and non-finite floats as the strings ``"NaN"``/``"Infinity"``/``"-Infinity"``.
-* A trial's process ends when it has no pending operation; a later ValidateAfter starts a new
-  process, which must resume from its checkpoint (``start_length`` passed to the train
-  function is the length of that checkpoint).
+The adapter and runner are driven through this model of what the master does, written from
+Determined's Go sources at tag ``0.37.0`` (``git show 0.37.0:<path>`` in
+github.com/determined-ai/determined); each behaviour's docstring names the file and function it
+follows. The trials run the real trial entrypoint, ``hwnas.trials.train.run_trial``, through
+Core API contexts wired to this master (``SimSearcherContext``), with training replaced by a
+``trial_factory`` (``tests/fake_trials.py``); what a trial reports is therefore exactly what
+``trials/train.py`` reports.
 
 The client side is Determined's own code: ``RemoteSearchRunner.run`` and
 ``SearchRunner.run_experiment`` (through hwnas's subclass), reached through
 ``SimulatedSearchRunner``, which only replaces the two REST calls (events, operations) and the
 SDK calls that create the experiment and hand out the session.
+
+Time: the master does nothing while the searcher thinks. When the searcher asks for events and
+none is queued, the master lets one thing happen (``_step``): a trial's finished process is
+reaped (``trial.go`` ``exit`` runs its callback in a goroutine, so ``trialClosed`` arrives after
+the batch that caused it), or one trial runs its pending operation to the end. When nothing can
+happen and no event is queued, ``SearchStalled`` is raised: a real master would leave the
+searcher waiting forever.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import patch
 
+import determined as det
 import numpy as np
+from determined import core
 from determined import searcher as det_searcher
 from determined.common.api import bindings
 from determined.experimental import client as det_client
 
 from hwnas.driver.determined.runner import HwnasSearchRunner
+from hwnas.trials.train import run_trial
 
-#: train(hparams, start_length, length) -> metrics dict; raises TrialFailure to fail.
-TrainFn = Callable[[dict[str, Any], int, int], dict[str, Any]]
+S = bindings.experimentv1State
+Reason = bindings.v1TrialExitedEarlyExitedReason
 
-EXIT_REASONS = {
-    "errored": bindings.v1TrialExitedEarlyExitedReason.UNSPECIFIED,
-    "invalid_hp": bindings.v1TrialExitedEarlyExitedReason.INVALID_HP,
-    "user_requested_stop": bindings.v1TrialExitedEarlyExitedReason.USER_REQUESTED_STOP,
-    "user_canceled": bindings.v1TrialExitedEarlyExitedReason.USER_CANCELED,
+#: ``model.StoppingToTerminalStates`` (master/pkg/model/experiment.go).
+STOPPING_TO_TERMINAL = {
+    S.STOPPING_KILLED: S.CANCELED,
+    S.STOPPING_CANCELED: S.CANCELED,
+    S.STOPPING_COMPLETED: S.COMPLETED,
+    S.STOPPING_ERROR: S.ERROR,
 }
+#: ``isActiveExperimentState`` (master/internal/api_experiment.go): only these poll for events.
+ACTIVE_STATES = {S.ACTIVE, S.PULLING, S.QUEUED, S.RUNNING, S.STARTING}
+#: What ``trial.transition`` passes to ``exit`` for a terminal trial state (trial.go), as the
+#: searcher sees it (``ExitedReason.ToSearcherProto``, model/experiment.go): ErrorState ->
+#: Errored -> UNSPECIFIED; CanceledState -> UserCanceled -> USER_CANCELED; CompletedState ->
+#: no reason (``trialClosed`` only).
+EXIT_REASON_OF_TERMINAL = {S.ERROR: Reason.UNSPECIFIED, S.CANCELED: Reason.USER_CANCELED}
+#: ``InvalidHPKillDelay`` (trial.go): a trial alive this long after reporting InvalidHP is killed.
+INVALID_HP_KILL_DELAY_S = 10.0
 
-
-class TrialFailure(Exception):
-    """Raised by a train function: ``kind`` is ``"errored"`` or ``"invalid_hp"``."""
-
-    def __init__(self, kind: str, message: str = "") -> None:
-        super().__init__(message or kind)
-        self.kind = kind
+#: main(core_context, hparams, latest_checkpoint): what the trial's process runs.
+TrialMain = Callable[[core.Context, dict[str, Any], str | None], None]
 
 
 class ProtocolError(AssertionError):
-    """The searcher did something the master would reject or that breaks the protocol."""
+    """The searcher did something the master rejects, or that can only hang the search."""
 
 
 class SearchStalled(AssertionError):
-    """No event is queued and no trial has work: the searcher would wait forever."""
+    """No event is queued and nothing can happen: the searcher would wait forever."""
 
 
 class SimulatedCrash(RuntimeError):
@@ -80,7 +82,8 @@ class SimulatedCrash(RuntimeError):
 
 
 def to_struct_value(value: Any) -> Any:
-    """What ``structpb.NewValue`` + protojson make of a JSON-ish Python value."""
+    """What ``structpb.NewValue`` + protojson make of a JSON-ish Python value: numbers become
+    floats, non-finite floats the strings ``"NaN"``/``"Infinity"``/``"-Infinity"``."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float):
@@ -99,71 +102,174 @@ def to_struct_value(value: Any) -> Any:
 
 @dataclass
 class SimTrial:
-    """The master's view of one trial."""
+    """One trial: ``experiment.TrialSearcherState`` (Create, Op, Complete, Closed) plus what
+    ``trial.go``'s ``trial`` keeps (state, restarts, allocation, latest checkpoint)."""
 
     request_id: str
     hparams: dict[str, Any]
+    op_length: int | None = None  # state.Op.Length
+    complete: bool = True  # state.Complete (a Create starts complete: no op yet)
+    closed: bool = False  # state.Closed (the searcher sent Close)
+    state: bindings.experimentv1State = S.ACTIVE  # the trial's own state (trialv1 mirrors it)
     completed_length: int = 0
-    pending_length: int | None = None
-    close_requested: bool = False
-    closed: bool = False
-    exited: bool = False
-    process_running: bool = False
-    process_starts: int = 0
     restarts: int = 0
+    process_starts: int = 0
+    latest_checkpoint: str | None = None
+    exited: bool = False  # exit() ran: the trial's callback is queued or done
+    gone: bool = False  # trialClosed delivered to the experiment (deleted from e.trials)
     validations: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    progress_reports: list[float] = field(default_factory=list)
+
+    @property
+    def runnable(self) -> bool:
+        """``maybeAllocateTask``: an active trial whose operation is not complete."""
+        return self.state == S.ACTIVE and not self.complete and not self.exited
+
+
+class SimOperation(core.DummySearcherOperation):
+    """``core.SearcherOperation`` whose two reports reach the simulated master as its REST
+    calls would (``/trials/{id}/progress`` without ``is_raw``;
+    ``/trials/{id}/searcher/completed_operation``)."""
+
+    def __init__(self, master: SimulatedMaster, trial: SimTrial, length: int) -> None:
+        super().__init__(length, is_chief=True)
+        self.master, self.trial = master, trial
+
+    def report_progress(self, length: float) -> None:
+        super().report_progress(length)
+        self.master._trial_progress(self.trial, float(length))
+
+    def report_completed(self, searcher_metric: Any) -> None:
+        super().report_completed(searcher_metric)
+        wire = json.loads(det.util.json_encode(searcher_metric))  # the trial's JSON body
+        self.master._complete_operation(self.trial, self.length, wire)
+
+
+class SimSearcherContext(core.DummySearcherContext):
+    """``core.SearcherContext.operations`` (harness/determined/core/_searcher.py) against the
+    simulated master: ask for the current operation until it is complete, then acknowledge
+    being out of operations (``ack_preemption``) and stop."""
+
+    def __init__(self, dist: core.DistributedContext, master: SimulatedMaster, trial: SimTrial):
+        super().__init__(dist)
+        self.master, self.trial = master, trial
+        self.acked = False
+
+    def operations(self, *args: Any, **kwargs: Any) -> Iterator[core.SearcherOperation]:
+        while True:
+            # GetCurrentTrialSearcherOperation (api_trials.go): the op, and whether it is done.
+            if self.trial.complete or self.trial.op_length is None:
+                self.acknowledge_out_of_ops()
+                return
+            op = SimOperation(self.master, self.trial, self.trial.op_length)
+            yield op
+            if not op._completed:
+                raise RuntimeError("you must call op.report_completed() on each operation")
+
+    def acknowledge_out_of_ops(self) -> None:
+        self.acked = True
+
+
+class SimTrainContext(core.DummyTrainContext):
+    """Records the trial's metric reports and its early-exit report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.early_exit: Any = None
+
+    def _report_trial_metrics(self, group: str, steps_completed: int, metrics: dict, *a) -> None:
+        if group == "validation":
+            self._get_serializable_metrics(metrics)  # the real context refuses None values
+
+    def report_early_exit(self, reason: core.EarlyExitReason) -> None:
+        # POST /trials/{id}/early_exit -> experiment.go UserInitiatedEarlyTrialExit ->
+        # trial.go SetUserInitiatedEarlyExit: only records the reason and arms the kill timer.
+        self.early_exit = reason
+
+
+class SimCheckpointContext(core.DummyCheckpointContext):
+    """Checkpoints in a directory; the master remembers each trial's latest
+    (``db.LatestCheckpointForTrial``, handed to the next process as ``latest_checkpoint``)."""
+
+    def __init__(self, dist: Any, storage_manager: Any, trial: SimTrial) -> None:
+        super().__init__(dist, storage_manager)
+        self.trial = trial
+
+    def _report_checkpoint(self, storage_id: str, resources: Any = None, metadata: Any = None):
+        super()._report_checkpoint(storage_id, resources, metadata)
+        self.trial.latest_checkpoint = storage_id
 
 
 class SimulatedMaster:
-    """The master's custom-searcher bookkeeping for one multi-trial experiment."""
+    """The 0.37 master's side of one custom-search experiment; see the module docstring.
+
+    ``trial_factory`` builds each trial process's training state (``FakeTrials``);
+    ``trial_main`` replaces the whole process (default: ``hwnas.trials.train.run_trial``).
+    ``max_restarts`` is the experiment config's, counted per trial. ``fail_create(hparams)``
+    makes the master fail to create that trial (``newTrial`` failing on the DB or the resource
+    manager)."""
 
     def __init__(
         self,
-        train: TrainFn,
+        trial_factory: Callable[[dict[str, Any]], Any],
         *,
         experiment_id: int = 7,
         max_restarts: int = 0,
         seed: int = 0,
+        storage: str | Path | None = None,
+        trial_main: TrialMain | None = None,
+        fail_create: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
-        self.train = train
+        self.trial_factory = trial_factory
+        self.trial_main = trial_main or (
+            lambda ctx, hp, latest: run_trial(ctx, hp, latest, trial_factory=self.trial_factory)
+        )
+        self.fail_create = fail_create
         self.experiment_id = experiment_id
         self.max_restarts = max_restarts
-        self.restarts_used = 0
         self.rng = np.random.default_rng(seed)
+        if storage is None:
+            storage = tempfile.mkdtemp(prefix="hwnas-sim-")
+            weakref.finalize(self, shutil.rmtree, storage, True)
+        self.storage = Path(storage)
         self.queue: list[bindings.v1SearcherEvent] = []
         self.event_count = 0
-        self.trials: dict[str, SimTrial] = {}
-        self.trials_requested = 0
-        self.failures: set[str] = set()
-        self.completed_ops: set[tuple[str, int]] = set()
-        self.state = bindings.experimentv1State.ACTIVE
+        self.trials: dict[str, SimTrial] = {}  # every trial ever created
+        self.searcher_state: set[str] = set()  # e.TrialSearcherState keys: every Create seen
+        self.failed_creates: list[str] = []
+        self.to_reap: list[tuple[SimTrial, Any]] = []  # exit callbacks not yet run
+        self.state = S.ACTIVE
+        self.state_history: list[bindings.experimentv1State] = [S.ACTIVE]
         self.progress: list[float] = []
-        self.ignored_after_shutdown: list[dict[str, Any]] = []
+        self.ignored_ops: list[dict[str, Any]] = []
         self.posts = 0
         self.paused_polls = 0
+        # custom_search.go initialOperations: the first event of every custom search.
         self._enqueue(initialOperations=bindings.v1InitialOperations())
 
-    # -- the queue (custom_searcher_events_queue.go) ------------------------------------------
+    # -- the event queue (custom_searcher_events_queue.go) -----------------------------------
     def _enqueue(self, **event: Any) -> None:
+        """``SearcherEventQueue.Enqueue``: ids 1, 2, 3, ... in order."""
         self.event_count += 1
         self.queue.append(bindings.v1SearcherEvent(id=self.event_count, **event))
 
     def get_events(self) -> list[bindings.v1SearcherEvent]:
-        """``GET /experiments/{id}/searcher_events``: long poll until something is queued.
+        """``GET /experiments/{id}/searcher_events`` (api_experiment.go ``GetSearcherEvents``).
 
-        An experiment that is not active (paused, completed, errored, canceled) answers with
-        one synthesised ``experimentInactive`` event of id -1 and nothing of the queue
-        (``GetSearcherEvents`` in master/internal/api_experiment.go)."""
+        An experiment that is not active (paused, every STOPPING_* state, terminal) answers with
+        one synthesised ``experimentInactive`` event of id -1 carrying its exact state, and
+        nothing of the queue; an active one long-polls until something is queued and returns
+        every unacknowledged event."""
         if self.paused_polls > 0:
             self.paused_polls -= 1
-            return [self._inactive(bindings.experimentv1State.PAUSED)]
-        while self.active and not self.queue:
+            return [self._inactive(S.PAUSED)]
+        while self.state in ACTIVE_STATES and not self.queue:
             if not self._step():
                 raise SearchStalled(
-                    "no searcher event is queued and no trial has a pending operation: "
-                    f"{self.describe()}"
+                    "no searcher event is queued and nothing can happen; a real master leaves "
+                    f"the searcher waiting forever (did it forget Shutdown?): {self.describe()}"
                 )
-        if not self.active:
+        if self.state not in ACTIVE_STATES:
             return [self._inactive(self.state)]
         # Through JSON, as the REST client receives them.
         return [bindings.v1SearcherEvent.from_json(e.to_json()) for e in self.queue]
@@ -178,7 +284,12 @@ class SimulatedMaster:
         self.paused_polls = polls
 
     def post_operations(self, body: dict[str, Any]) -> None:
-        """``POST /experiments/{id}/searcher_operations`` with the request's JSON body."""
+        """``POST /experiments/{id}/searcher_operations`` (experiment.go
+        ``PerformSearcherOperations``): remove events up to ``triggeredByEvent.id`` (an error
+        when it is not queued), then ``processOperations``."""
+        if self.state not in ACTIVE_STATES and self.state not in STOPPING_TO_TERMINAL:
+            # stop() unregistered it; api_experiment.go PostSearcherOperations: NotFoundErrs.
+            raise ProtocolError(f"experiment {self.experiment_id} not found (it has ended)")
         request = bindings.v1PostSearcherOperationsRequest.from_json(body)
         self.posts += 1
         event_id = request.triggeredByEvent.id
@@ -186,168 +297,261 @@ class SimulatedMaster:
         if event_id not in ids:
             raise ProtocolError(f"event {event_id} not found in queue {ids}")
         self.queue = self.queue[ids.index(event_id) + 1 :]
-        operations = request.searcherOperations or []
-        if not self.active:
-            self.ignored_after_shutdown.extend(op.to_json(omit_unset=True) for op in operations)
+        self._process_operations(request.searcherOperations or [])
+
+    # -- experiment.go processOperations --------------------------------------------------------
+    def _process_operations(self, operations: list[bindings.v1SearcherOperation]) -> None:
+        """In a stopping state only an all-Shutdown batch is processed; trials whose searcher
+        state changed are patched after the whole batch (``updatedTrials``)."""
+        if self.state in STOPPING_TO_TERMINAL and not all(op.shutDown for op in operations):
+            self.ignored_ops.extend(op.to_json(omit_unset=True) for op in operations)
             return
-        self.trials_requested += sum(1 for op in operations if op.createTrial is not None)
+        updated: list[SimTrial] = []
         for op in operations:
-            self._process(op)
+            if op.createTrial is not None:
+                self._create(op.createTrial)
+            elif op.trialOperation is not None:
+                trial = self._known(op, op.trialOperation.validateAfter.requestId)
+                if trial is not None:
+                    self._validate_after(trial, int(op.trialOperation.validateAfter.length))
+                    updated.append(trial)
+            elif op.closeTrial is not None:
+                trial = self._known(op, op.closeTrial.requestId)
+                if trial is not None:
+                    trial.closed = True
+                    updated.append(trial)
+            elif op.setSearcherProgress is not None:
+                p = float(op.setSearcherProgress.progress)
+                if not 0.0 <= p <= 1.0:
+                    raise ProtocolError(f"progress {p} outside [0, 1]")
+                self.progress.append(p)
+            elif op.shutDown is not None:
+                # case searcher.Shutdown: Failure -> STOPPING_ERROR, Cancel -> STOPPING_CANCELED,
+                # else STOPPING_COMPLETED.
+                if op.shutDown.failure:
+                    self._update_state(S.STOPPING_ERROR)
+                elif op.shutDown.cancel:
+                    self._update_state(S.STOPPING_CANCELED)
+                else:
+                    self._update_state(S.STOPPING_COMPLETED)
+            else:
+                raise ProtocolError(f"unknown operation {op.to_json()}")
+        for trial in updated:
+            if not trial.exited:
+                self._patch_searcher_state(trial)
 
-    # -- operations (experiment.go processOperations) ------------------------------------------
-    @property
-    def active(self) -> bool:
-        return self.state == bindings.experimentv1State.ACTIVE
+    def _known(self, op: bindings.v1SearcherOperation, rid: str) -> SimTrial | None:
+        """A trial the experiment still holds. Operations for a trial that is gone are logged
+        and skipped (``processOperations invalid requestID``); for a request id no Create ever
+        named, the searcher is confused: a ProtocolError."""
+        if rid not in self.searcher_state:
+            raise ProtocolError(f"operation for unknown request id {rid}: {op.to_json()}")
+        trial = self.trials.get(rid)
+        if trial is None or trial.exited:
+            self.ignored_ops.append(op.to_json(omit_unset=True))
+            return None
+        return trial
 
-    def _process(self, op: bindings.v1SearcherOperation) -> None:
-        if not self.active:
-            self.ignored_after_shutdown.append(op.to_json(omit_unset=True))
+    def _create(self, create: bindings.v1CreateTrialOperation) -> None:
+        """``case searcher.Create``: the searcher state is recorded first; when ``newTrial``
+        fails, ``trialClosed(rid, Errored)`` runs at once: the searcher gets exited-early
+        (UNSPECIFIED) and closed for a trial it never saw created."""
+        rid = create.requestId
+        if rid in self.searcher_state:
+            raise ProtocolError(f"Create for existing request id {rid}")
+        self.searcher_state.add(rid)
+        hparams = json.loads(create.hyperparams)
+        if self.fail_create is not None and self.fail_create(hparams):
+            self.failed_creates.append(rid)
+            self._trial_closed_events(rid, Reason.UNSPECIFIED)
             return
-        if op.createTrial is not None:
-            rid = op.createTrial.requestId
-            if rid in self.trials:
-                raise ProtocolError(f"Create for existing request id {rid}")
-            hparams = json.loads(op.createTrial.hyperparams)
-            self.trials[rid] = SimTrial(rid, hparams)
-            self._enqueue(trialCreated=bindings.v1TrialCreated(requestId=rid))
-        elif op.trialOperation is not None:
-            va = op.trialOperation.validateAfter
-            trial = self._trial(va.requestId, "ValidateAfter")
-            length = int(va.length)
-            if trial.closed or trial.close_requested:
-                raise ProtocolError(f"ValidateAfter({length}) for closed trial {trial.request_id}")
-            if trial.pending_length is not None:
-                raise ProtocolError(
-                    f"ValidateAfter({length}) while ValidateAfter({trial.pending_length}) "
-                    f"is pending for {trial.request_id}"
-                )
-            if length <= trial.completed_length:
-                raise ProtocolError(
-                    f"ValidateAfter({length}) is not beyond the {trial.completed_length} "
-                    f"units {trial.request_id} already trained (lengths are cumulative)"
-                )
-            trial.pending_length = length
-        elif op.closeTrial is not None:
-            trial = self._trial(op.closeTrial.requestId, "Close")
-            if trial.closed:
-                return  # the master ignores closing a closed trial
-            trial.close_requested = True
-            if trial.pending_length is None:
-                self._close(trial)
-        elif op.setSearcherProgress is not None:
-            p = float(op.setSearcherProgress.progress)
-            if not 0.0 <= p <= 1.0:
-                raise ProtocolError(f"progress {p} outside [0, 1]")
-            self.progress.append(p)
-        elif op.shutDown is not None:
-            self._shutdown(failure=bool(op.shutDown.failure), cancel=bool(op.shutDown.cancel))
-        else:
-            raise ProtocolError(f"unknown operation {op.to_json()}")
+        self.trials[rid] = SimTrial(rid, hparams)
+        self._enqueue(trialCreated=bindings.v1TrialCreated(requestId=rid))
 
-    def _trial(self, rid: str, what: str) -> SimTrial:
-        try:
-            return self.trials[rid]
-        except KeyError:
-            raise ProtocolError(f"{what} for unknown request id {rid}") from None
-
-    def _close(self, trial: SimTrial) -> None:
-        trial.closed = True
-        trial.process_running = False
-        trial.pending_length = None
-        self._enqueue(trialClosed=bindings.v1TrialClosed(requestId=trial.request_id))
-        closed = sum(1 for t in self.trials.values() if t.closed)
-        if self.trials_requested == closed:  # searcher.go TrialClosed
-            self._shutdown(failure=len(self.failures) >= self.trials_requested, cancel=False)
-
-    def _shutdown(self, *, failure: bool, cancel: bool) -> None:
-        if cancel:
-            state = bindings.experimentv1State.CANCELED
-        elif failure:
-            state = bindings.experimentv1State.ERROR
-        else:
-            state = bindings.experimentv1State.COMPLETED
-        self.state = state
-        for t in self.trials.values():
-            t.process_running = False
-
-    def _exit_early(self, trial: SimTrial, reason: str) -> None:
-        if trial.exited:
-            raise ProtocolError(f"trial {trial.request_id} reported an exit twice")
-        trial.exited = True
-        if reason == "errored":
-            self.failures.add(trial.request_id)
-        self._enqueue(
-            trialExitedEarly=bindings.v1TrialExitedEarly(
-                requestId=trial.request_id, exitedReason=EXIT_REASONS[reason]
+    def _validate_after(self, trial: SimTrial, length: int) -> None:
+        """``case searcher.ValidateAfter``: state.Op = op, Complete = false. (The master would
+        accept any length; these checks catch searcher bugs that can only hang or repeat.)"""
+        if trial.closed:
+            raise ProtocolError(f"ValidateAfter({length}) for closed trial {trial.request_id}")
+        if not trial.complete:
+            raise ProtocolError(
+                f"ValidateAfter({length}) while ValidateAfter({trial.op_length}) is pending "
+                f"for {trial.request_id}"
             )
-        )
-        self._close(trial)
+        if length <= trial.completed_length:
+            raise ProtocolError(
+                f"ValidateAfter({length}) is not beyond the {trial.completed_length} units "
+                f"{trial.request_id} already trained (lengths are cumulative)"
+            )
+        trial.op_length, trial.complete = length, False
 
-    # -- trials doing work ---------------------------------------------------------------------
-    def runnable(self) -> list[SimTrial]:
-        return [t for t in self.trials.values() if t.pending_length is not None and not t.closed]
+    def _patch_searcher_state(self, trial: SimTrial) -> None:
+        """trial.go ``PatchSearcherState``: not complete -> allocate (the trial becomes
+        runnable); complete and closed -> STOPPING_COMPLETED, which for a trial without a
+        running process goes straight to COMPLETED and exits (``transition``)."""
+        if trial.complete and trial.closed:
+            self._trial_terminal(trial, S.COMPLETED)
 
+    def _update_state(self, state: bindings.experimentv1State) -> None:
+        """experiment.go ``updateState`` -> ``patchTrialsState``: every trial the experiment
+        holds gets the same stopping state; none has a process running between steps here,
+        so each goes to its terminal state (``StoppingToTerminalStates``) and exits
+        (``trial.go transition``). The experiment itself stays in the stopping state until
+        the last exit callback ran (``canTerminate`` -> ``stop``)."""
+        if self.state in STOPPING_TO_TERMINAL or self.state not in ACTIVE_STATES:
+            return  # Transition refuses less severe or repeated stops (simplified)
+        self._set_state(state)
+        for trial in list(self.trials.values()):
+            if not trial.exited:
+                self._trial_terminal(trial, STOPPING_TO_TERMINAL[state])
+        self._maybe_terminate()
+
+    def _set_state(self, state: bindings.experimentv1State) -> None:
+        self.state = state
+        self.state_history.append(state)
+
+    def _maybe_terminate(self) -> None:
+        """``canTerminate``: a stopping experiment with no trials left becomes terminal."""
+        if self.state in STOPPING_TO_TERMINAL and all(t.gone for t in self.trials.values()):
+            self._set_state(STOPPING_TO_TERMINAL[self.state])
+
+    # -- trials ending (trial.go exit / experiment.go trialClosed) -----------------------------
+    def _trial_terminal(self, trial: SimTrial, state: bindings.experimentv1State) -> None:
+        """``transition`` to a terminal state -> ``exit(reason)``: the exit callback runs in
+        a goroutine, later (``_reap``)."""
+        trial.state, trial.exited = state, True
+        self.to_reap.append((trial, EXIT_REASON_OF_TERMINAL.get(state)))
+
+    def _reap(self) -> None:
+        trial, reason = self.to_reap.pop(0)
+        trial.gone = True
+        self._trial_closed_events(trial.request_id, reason)
+        self._maybe_terminate()
+
+    def _trial_closed_events(self, rid: str, reason: Any) -> None:
+        """experiment.go ``trialClosed``: with a reason, ``trialReportEarlyExit`` (its deferred
+        ``TrialExitedEarly``) first, then ``searcher.TrialClosed``; custom_search.go enqueues
+        one event for each. (Events enqueued while stopping are never delivered.)"""
+        if reason is not None:
+            exited = bindings.v1TrialExitedEarly(requestId=rid, exitedReason=reason)
+            self._enqueue(trialExitedEarly=exited)
+        self._enqueue(trialClosed=bindings.v1TrialClosed(requestId=rid))
+
+    # -- a trial's process ------------------------------------------------------------------
     def _step(self) -> bool:
-        """Let one trial (chosen by the seeded rng) finish its pending operation."""
-        if not self.active:
+        """Let one thing happen: reap a finished trial, or run one runnable trial's process
+        (chosen by the seeded rng). False when nothing can happen."""
+        if self.to_reap:
+            self._reap()
+            return True
+        if self.state not in ACTIVE_STATES:
             return False
-        runnable = self.runnable()
+        runnable = [t for t in self.trials.values() if t.runnable]
         if not runnable:
             return False
-        trial = runnable[int(self.rng.integers(len(runnable)))]
-        assert trial.pending_length is not None
-        length = trial.pending_length
-        if not trial.process_running:
-            trial.process_starts += 1
-            trial.process_running = True
+        self._run_process(runnable[int(self.rng.integers(len(runnable)))])
+        return True
+
+    def _run_process(self, trial: SimTrial) -> None:
+        """One allocation of ``trial``: the trial's main under a Core API context wired to this
+        master, then ``handleAllocationExit`` on how the process ended."""
+        trial.process_starts += 1
+        ctx = core._dummy_init(checkpoint_storage=str(self.storage))
+        searcher = SimSearcherContext(ctx.distributed, self, trial)
+        ctx.searcher, ctx.train = searcher, SimTrainContext()
+        ctx.checkpoint = SimCheckpointContext(
+            ctx.distributed, ctx.checkpoint._storage_manager, trial
+        )
+        code, hang = 0, False
         try:
-            metrics = self.train(dict(trial.hparams), trial.completed_length, length)
-        except TrialFailure as failure:
-            trial.process_running = False
-            if failure.kind == "errored" and self.restarts_used < self.max_restarts:
-                self.restarts_used += 1
-                trial.restarts += 1
-                return True  # restarted from its checkpoint; tries again later
-            self._exit_early(trial, failure.kind)
-            return True
-        # op.report_progress(epoch) before op.report_completed (trials/train.py does both).
+            with ctx:  # core.Context.__exit__ turns det.InvalidHP into report + exit(0)
+                self.trial_main(ctx, dict(trial.hparams), trial.latest_checkpoint)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+            # exit(0) raised while det.InvalidHP (raised from the trial's own error) was being
+            # handled; a HangingInvalidTrial's process is taken to outlive the grace period.
+            invalid = exc.__context__
+            hang = ctx.train.early_exit is not None and bool(
+                getattr(getattr(invalid, "__cause__", None), "hang", False)
+            )
+        except Exception:
+            code = 1
+        self._allocation_exited(trial, code, acked=searcher.acked, hang=hang)
+
+    def _allocation_exited(self, trial: SimTrial, code: int, *, acked: bool, hang: bool) -> None:
+        """trial.go ``handleAllocationExit`` with allocation.go ``calculateExitStatus``:
+
+        * complete and closed -> COMPLETED (``trialClosed`` only);
+        * an error exit -> ``restarts++`` (per trial, persisted with the trial) and a new
+          process, until ``restarts > max_restarts`` -> ERROR (exited-early UNSPECIFIED);
+        * a clean exit that did not acknowledge being out of operations
+          (``UserRequestedStop``: a trial stopping on its own, or exit(0) after reporting
+          InvalidHP) -> COMPLETED (``trialClosed`` only: the ``userInitiatedExit`` case after
+          it is unreachable on this path);
+        * a process still alive ``InvalidHPKillDelay`` after reporting InvalidHP -> killed
+          (STOPPING_KILLED -> CANCELED: exited-early USER_CANCELED);
+        * a clean, acknowledged exit -> the trial waits for its next operation."""
+        if hang:
+            self._trial_terminal(trial, S.CANCELED)
+        elif trial.complete and trial.closed:
+            self._trial_terminal(trial, S.ERROR if code else S.COMPLETED)
+        elif code != 0:
+            trial.restarts += 1
+            if trial.restarts > self.max_restarts:
+                self._trial_terminal(trial, S.ERROR)
+        elif not acked:
+            self._trial_terminal(trial, S.COMPLETED)
+
+    def _trial_progress(self, trial: SimTrial, length: float) -> None:
+        """``POST /trials/{id}/progress`` without ``is_raw`` (api_trials.go
+        ``ReportTrialProgress`` -> experiment.go ``TrialReportProgress`` -> searcher.go
+        ``SetTrialProgress`` -> custom_search.go ``trialProgress``): one event per call."""
+        trial.progress_reports.append(length)
         self._enqueue(
             trialProgress=bindings.v1TrialProgress(
                 requestId=trial.request_id, partialUnits=float(length)
             )
         )
-        key = (trial.request_id, length)
-        if key in self.completed_ops:
-            raise ProtocolError(f"operation {key} was already completed")
-        self.completed_ops.add(key)
-        trial.completed_length = length
-        trial.pending_length = None
-        trial.validations.append((length, metrics))
-        # The process asks for its next operation; the searcher has not answered yet, so it
-        # exits (a later ValidateAfter starts it again from its checkpoint).
-        trial.process_running = False
+
+    def _complete_operation(self, trial: SimTrial, length: int, metric: Any) -> None:
+        """``/searcher/completed_operation`` (experiment.go ``TrialCompleteOperation``): an
+        operation completes once; state.Complete = true; custom_search.go enqueues
+        ``validationCompleted`` with the metric as a protobuf Value and the op's length."""
+        if trial.complete or length != trial.op_length:
+            raise ProtocolError(f"received op {length} which was previously completed")
+        trial.complete, trial.completed_length = True, length
+        trial.validations.append((length, metric))
         self._enqueue(
             validationCompleted=bindings.v1ValidationCompleted(
                 requestId=trial.request_id,
-                metric=to_struct_value(metrics),
+                metric=to_struct_value(metric),
                 validateAfterLength=str(length),
             )
         )
-        if trial.close_requested:
-            self._close(trial)
-        return True
 
-    def cancel_trial(self, request_id: str, reason: str = "user_canceled") -> None:
-        """A user kills a trial from the CLI / web UI (or the trial stops itself)."""
-        trial = self._trial(request_id, "cancel")
-        trial.process_running = False
-        trial.pending_length = None
-        self._exit_early(trial, reason)
+    # -- user actions ------------------------------------------------------------------------
+    def kill_trial(self, request_id: str) -> None:
+        """``det trial kill`` / the web UI (api_trials.go ``KillTrial``): STOPPING_KILLED ->
+        CANCELED -> exited-early USER_CANCELED, then closed."""
+        trial = self.trials[request_id]
+        if not trial.exited:
+            self._trial_terminal(trial, S.CANCELED)
+
+    def kill_experiment(self) -> None:
+        """``det experiment kill`` (experiment.go ``KillExperiment``): STOPPING_KILLED."""
+        self._update_state(S.STOPPING_KILLED)
+
+    def finish(self) -> bindings.experimentv1State:
+        """Let every remaining exit callback run (the searcher no longer polls); the state."""
+        while self.to_reap:
+            self._reap()
+        return self.state
 
     # -- reading the outcome ---------------------------------------------------------------
     def describe(self) -> str:
         parts = [
-            f"{rid[:8]}: len={t.completed_length} pending={t.pending_length} closed={t.closed}"
+            f"{rid[:8]}: len={t.completed_length} op={t.op_length} complete={t.complete} "
+            f"closed={t.closed} state={t.state.value}"
             for rid, t in self.trials.items()
         ]
         return f"state={self.state.value}; trials: " + "; ".join(parts)
@@ -373,6 +577,7 @@ class SimulatedSearchRunner(HwnasSearchRunner):
         self.crash_after_posts = crash_after_posts
         self.posted = 0
         self.created_experiments: list[tuple[Any, Any]] = []
+        self.inactive_seen: list[bindings.experimentv1State] = []
 
     def run_simulated(self, exp_config: dict[str, Any] | None = None, model_dir: str = ".") -> int:
         """Determined's own ``RemoteSearchRunner.run`` (create the experiment or resume from
@@ -401,9 +606,11 @@ class SimulatedSearchRunner(HwnasSearchRunner):
 
     def get_events(self, session: Any, experiment_id: int) -> list[bindings.v1SearcherEvent]:
         assert experiment_id == self.master.experiment_id
-        return self.master.get_events()
+        events = self.master.get_events()
+        self.inactive_seen += [e.experimentInactive.experimentState for e in events if e.id == -1]
+        return events
 
-    def post_operations(
+    def post_to_master(
         self,
         session: Any,
         experiment_id: int,
@@ -422,12 +629,12 @@ class SimulatedSearchRunner(HwnasSearchRunner):
 
 
 __all__ = [
+    "INVALID_HP_KILL_DELAY_S",
     "ProtocolError",
     "SearchStalled",
     "SimTrial",
     "SimulatedCrash",
     "SimulatedMaster",
     "SimulatedSearchRunner",
-    "TrialFailure",
     "to_struct_value",
 ]

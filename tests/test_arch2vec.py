@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,48 @@ def test_cli_pretrain_writes_a_loadable_model(tmp_path, capsys):
     assert "sha256" in capsys.readouterr().out
 
 
+def _pretrain_command(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``python -m hwnas.searchers.arch2vec pretrain`` in a fresh process (as a user runs it)."""
+    argv = [sys.executable, "-m", "hwnas.searchers.arch2vec", "pretrain", "--space", "nb201"]
+    return subprocess.run(
+        [*argv, "--out", str(out), *extra],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+
+
+def test_pretrain_command_pins_the_cpu_kernels(tmp_path):
+    """Issue 13 item 11: the command fixes ATen's and MKL's code paths before torch loads."""
+    from hwnas.searchers.arch2vec.numerics import PINNED_NUMERICS
+
+    out = tmp_path / "small.pt"
+    proc = _pretrain_command(out, "--limit", "50", "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    numerics = json.loads(sidecar_path(out).read_text())["training"]["numerics"]
+    assert numerics["MKL_CBWR"] == PINNED_NUMERICS["MKL_CBWR"]
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert numerics["cpu_capability"] == "AVX2"  # on an AVX-512 machine too
+
+
+@pytest.mark.slow  # ~1-2 min: the full NB201 pretraining
+def test_pretrain_command_reproduces_the_shipped_weights(tmp_path):
+    """The README's claim: the command gives the shipped file's SHA-256 (x86-64 with AVX2)."""
+    shipped = json.loads((PACKAGE_WEIGHTS / "nb201.json").read_text())
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("the pinned kernels need an x86-64 CPU with AVX2")
+    if torch.__version__ != shipped["training"]["torch"] or not torch.backends.mkl.is_available():
+        pytest.skip(f"the shipped weights were made with torch {shipped['training']['torch']}")
+    out = tmp_path / "nb201.pt"
+    proc = _pretrain_command(out)
+    assert proc.returncode == 0, proc.stderr
+    made = json.loads(sidecar_path(out).read_text())
+    assert made["sha256"] == shipped["sha256"]
+    assert made["training"]["numerics"] == shipped["training"]["numerics"]
+
+
 # -- the shipped model ------------------------------------------------------------------------
 def test_shipped_nb201_model_loads_and_reconstructs(space):
     path = default_model_path(space)
@@ -200,13 +244,26 @@ def test_strategy_is_reproducible_and_state_round_trips_through_json(space):
 
 
 def test_strategy_single_objective_climbs(space):
+    """Guided by its model, arch2vec's 25 asks after 5 random ones find cells at least as good
+    as 25 random picks with the same seed, and the optimum (all six edges convolutions) in
+    half of the seeds (the pool holds one cell per built computation, 5,425, many of them
+    near-optima). One seed alone measures the luck of one weight file: the model-guided
+    best over seeds 0-7 was 8/8 optimal with the AVX-512 build's weights, 6/8 with the AVX2
+    machine's and 5/8 with the pinned ones now shipped (issue 13)."""
     objectives = make_objectives([("validation_accuracy", "maximize")])
-    s = make_strategy(
-        "arch2vec", space, objectives, np.random.default_rng(0), {"initial_random": 5}
-    )
-    asked = _run(s, 20)
-    best_model = max(_synthetic(a)["validation_accuracy"] for a in asked[5:])
-    assert best_model >= 0.5 + 0.06 * 6 - 1e-9  # all six edges convolutions: the optimum
+    optimum = 0.5 + 0.06 * 6
+    guided, random = [], []
+    for seed in range(4):
+        s = make_strategy(
+            "arch2vec", space, objectives, np.random.default_rng(seed), {"initial_random": 5}
+        )
+        guided.append(max(_synthetic(a)["validation_accuracy"] for a in _run(s, 30)[5:]))
+        rng = np.random.default_rng(seed)
+        picks = [space.sample(rng) for _ in range(25)]
+        random.append(max(_synthetic(a)["validation_accuracy"] for a in picks))
+    assert all(g >= r - 1e-9 for g, r in zip(guided, random, strict=True))
+    assert sum(g >= optimum - 1e-9 for g in guided) >= 2
+    assert np.mean(guided) > np.mean(random)
 
 
 def test_short_tabular_run_through_the_search_method(nb201_table_file):

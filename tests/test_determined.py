@@ -1,9 +1,9 @@
 """The Determined adapter and runner, driven by Determined 0.37's real searcher classes through
-``tests/master_simulation.py`` (no master can run here)."""
+``tests/master_simulation.py`` (no master can run here), with the real trial entrypoint
+(``hwnas.trials.train``) serving each trial over ``tests/fake_trials.py``'s learning curves."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -14,14 +14,19 @@ from typing import Any
 
 import determined as det
 import pytest
+
+# The custom searcher needs determined.searcher: a 0.36-0.37 client (0.38 removed it; the SDK
+# backend's tests cover 0.38).
+pytest.importorskip("determined.searcher", reason="custom searchers need determined <= 0.37")
 from determined import searcher as det_searcher
 from determined.common.api import bindings
+from fake_trials import FAILURE_KINDS, FakeTrials, conv_metrics, curve_metrics
 from master_simulation import (
     ProtocolError,
+    SearchStalled,
     SimulatedCrash,
     SimulatedMaster,
     SimulatedSearchRunner,
-    TrialFailure,
     to_struct_value,
 )
 
@@ -44,6 +49,9 @@ from hwnas.searchers import operations as ops
 from hwnas.searchers.config import parse_config
 from hwnas.searchers.method import SearchMethod
 
+S = bindings.experimentv1State
+__all__ = ["FakeTrials", "search_config"]  # used by test_determined_warm_start
+
 
 def search_config(**overrides: Any) -> Any:
     raw: dict[str, Any] = {
@@ -60,46 +68,6 @@ def search_config(**overrides: Any) -> Any:
     }
     raw.update(overrides)
     return parse_config(raw)
-
-
-def _unit(arch: str) -> float:
-    return int(hashlib.sha256(arch.encode()).hexdigest()[:8], 16) / 2**32
-
-
-class FakeTrials:
-    """A deterministic stand-in for training: a learning curve per arch; checks resumption.
-
-    ``fail`` maps the n-th distinct architecture (0-based, in order of first training) to a
-    failure kind the master turns into an early exit.
-    """
-
-    def __init__(self, fail: dict[int, str] | None = None) -> None:
-        self.fail = dict(fail or {})
-        self.order: list[str] = []
-        self.trained_to: dict[str, int] = {}
-
-    def __call__(self, hparams: dict[str, Any], start: int, length: int) -> dict[str, Any]:
-        arch = hparams["arch"]
-        assert hparams["training"]["max_epochs"] == 9  # the schedule spans the planned maximum
-        if arch not in self.order:
-            self.order.append(arch)
-        # A new process resumes from its checkpoint: exactly what it trained before.
-        assert start == self.trained_to.get(arch, 0), (arch, start, self.trained_to)
-        kind = self.fail.get(self.order.index(arch))
-        if kind is not None:
-            raise TrialFailure(kind)
-        self.trained_to[arch] = length
-        x = _unit(arch)
-        return {
-            "validation_accuracy": 0.3 + 0.6 * x * (1.0 - 0.6**length),
-            "validation_loss": 2.0 - x,
-            "latency_ms": 1.0 + 6.0 * (1.0 - x),
-            "latency_unstable": False,
-            "latency_backend": "ort-cpu",
-            "epochs": length,
-            "params": 12345,
-            "flops": float("nan") if x < 0.2 else 1.0e6,
-        }
 
 
 class RecordingTrainContext(det.core.DummyTrainContext):
@@ -131,8 +99,10 @@ def outcome(method: SearchMethod) -> list[tuple[int, str, str, dict[str, Any]]]:
 
 
 def ignored_trial_ops(master: SimulatedMaster) -> list[dict[str, Any]]:
-    keys = ("createTrial", "trialOperation", "closeTrial")
-    return [op for op in master.ignored_after_shutdown if any(op.get(k) for k in keys)]
+    """Work the master dropped (for a trial it no longer holds, or while stopping). A Close
+    for a trial that already ended is harmless and not listed."""
+    keys = ("createTrial", "trialOperation")
+    return [op for op in master.ignored_ops if any(op.get(k) for k in keys)]
 
 
 # -- translation ---------------------------------------------------------------------------
@@ -194,12 +164,14 @@ def test_search_runs_to_shutdown_with_cumulative_lengths_and_resumed_trials(
     assert context_dir == str(repo)
     method = runner.search_method.method
     records = method.records()
-    assert master.state == bindings.experimentv1State.COMPLETED
+    # The searcher's Shutdown stops the experiment; it ends once the last trial exited.
+    assert runner.inactive_seen == [S.STOPPING_COMPLETED]
+    assert master.finish() == S.COMPLETED
     assert len(records) == len(master.trials) == config.budget.max_trials
-    assert all(t.closed for t in master.trials.values())
-    assert not ignored_trial_ops(master), "the master shut down before the searcher was done"
+    assert all(t.closed and t.gone for t in master.trials.values())
+    assert not ignored_trial_ops(master), "the master dropped operations of the searcher"
     # Every trial started at rung 1; promoted ones restarted (a process per ValidateAfter)
-    # and resumed from their checkpoints (FakeTrials asserts the start length).
+    # and resumed from their checkpoints (FakeTrials asserts the epoch it resumes from).
     lengths = {t.request_id: [v[0] for v in t.validations] for t in master.trials.values()}
     assert all(v[0] == 1 and v == sorted(set(v)) for v in lengths.values())
     promoted = [t for t in master.trials.values() if len(t.validations) > 1]
@@ -225,23 +197,152 @@ def _fresh_context(ctx: Any) -> Any:
     return fresh
 
 
+# -- how the 0.37 master ends trials and experiments (issue 12, part 1) -----------------------
 @pytest.mark.parametrize(
-    ("kind", "status"),
-    [("errored", "failed"), ("invalid_hp", "invalid"), ("user_requested_stop", "canceled")],
+    ("kind", "status", "events"),
+    [
+        # trial.go: past max_restarts -> ErrorState -> exit(Errored).
+        ("crash", "failed", ["trialExitedEarly:UNSPECIFIED", "trialClosed"]),
+        # InvalidHP and exit(0): UserRequestedStop -> CompletedState -> exit(nil): only
+        # trialClosed; the searcher knows why from the trial's own report.
+        ("invalid", "invalid", ["trialClosed"]),
+        # Alive 10 s after InvalidHP: killed -> CanceledState -> exit(UserCanceled).
+        ("invalid_hang", "invalid", ["trialExitedEarly:USER_CANCELED", "trialClosed"]),
+        # A trial that stops on its own (exit 0 mid-operation): only trialClosed.
+        ("exit", "canceled", ["trialClosed"]),
+    ],
 )
-def test_trials_exiting_early_are_filed_and_replaced(
-    core_context: Any, kind: str, status: str
+def test_trials_ending_early_are_filed_by_what_the_master_and_the_trial_report(
+    core_context: Any, kind: str, status: str, events: list[str]
 ) -> None:
     config = search_config(budget={"max_trials": 6, "max_concurrent": 2})
     master = SimulatedMaster(FakeTrials(fail={1: kind}), seed=2)
+    seen: list[tuple[str, str]] = []
     runner = make_runner(master, config, core_context)
+    original = runner._get_operations
+
+    def record(event: bindings.v1SearcherEvent) -> Any:
+        if event.trialExitedEarly is not None:
+            reason = event.trialExitedEarly.exitedReason.value.split("_REASON_")[1]
+            seen.append((event.trialExitedEarly.requestId, f"trialExitedEarly:{reason}"))
+        elif event.trialClosed is not None:
+            seen.append((event.trialClosed.requestId, "trialClosed"))
+        return original(event)
+
+    runner._get_operations = record  # type: ignore[method-assign]
     runner.run_simulated()
     records = runner.search_method.method.records()
-    assert master.state == bindings.experimentv1State.COMPLETED
+    assert master.finish() == S.COMPLETED
     assert [r.status for r in records].count(status) == 1
     assert len(records) == 6  # the failed trial's slot went to a new trial
     failed = next(r for r in records if r.status == status)
     assert failed.results == []
+    failed_rid = str(runner.search_method.request_id(failed.trial_id))
+    assert [e for rid, e in seen if rid == failed_rid] == events
+
+
+def test_invalid_trials_count_toward_max_consecutive_failures(core_context: Any) -> None:
+    """Filed as invalid (not canceled), two InvalidHP trials in a row end the search."""
+    config = search_config(
+        budget={"max_trials": 6, "max_concurrent": 1, "max_consecutive_failures": 2}
+    )
+    master = SimulatedMaster(FakeTrials(fail={0: "invalid", 1: "invalid_hang"}), seed=0)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    method = runner.search_method.method
+    assert [r.status for r in method.records()] == ["invalid", "invalid"]
+    assert "2 trials failed in a row" in method.abort_reason
+    assert runner.inactive_seen == [S.STOPPING_ERROR]
+    assert master.finish() == S.ERROR
+
+
+def test_a_searcher_that_never_sends_shutdown_is_caught(core_context: Any) -> None:
+    """0.37 skips its automatic shutdown for custom searches (searcher.go ``isCustom``): a
+    searcher that forgets Shutdown leaves its experiment active forever."""
+
+    class Forgetful(HwnasSearchMethod):
+        def to_determined(self, operations: Any) -> list[det_searcher.Operation]:
+            return [
+                op for op in super().to_determined(operations)
+                if not isinstance(op, det_searcher.Shutdown)
+            ]  # fmt: skip
+
+    config = search_config(budget={"max_trials": 3, "max_concurrent": 2})
+    master = SimulatedMaster(FakeTrials(), seed=0)
+    runner = SimulatedSearchRunner(master, Forgetful(SearchMethod(config)), core_context)
+    with pytest.raises(SearchStalled, match="forget Shutdown"):
+        runner.run_simulated()
+    assert master.state == S.ACTIVE
+    assert len(master.trials) == 3 and all(t.gone for t in master.trials.values())
+
+
+def test_closing_finished_trials_at_once_cannot_end_the_search_early(core_context: Any) -> None:
+    """One trial at a time, the second failing: every trial is closed as soon as it is done,
+    and the search still runs all four (0.37 never ends a custom search on its own)."""
+    config = search_config(
+        early_stopping={"name": "none", "max_length": 9},
+        budget={"max_trials": 4, "max_concurrent": 1},
+    )
+    master = SimulatedMaster(FakeTrials(fail={1: "crash"}))
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    statuses = [r.status for r in runner.search_method.method.records()]
+    assert statuses == ["completed", "failed", "completed", "completed"]
+    assert master.finish() == S.COMPLETED
+
+
+def test_every_trial_failing_ends_the_search_as_an_error(core_context: Any) -> None:
+    config = search_config(budget={"max_trials": 3, "max_concurrent": 2})
+    master = SimulatedMaster(FakeTrials(fail={0: "crash", 1: "crash", 2: "crash"}))
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    # Every failure reached the searcher (nothing ends the experiment behind its back), and
+    # its Shutdown says failure, as the master decides for its own searchers.
+    assert [r.status for r in runner.search_method.method.records()] == ["failed"] * 3
+    # No trial was left, so STOPPING_ERROR became ERROR at once (updateState -> canTerminate
+    # -> stop, which unregisters the experiment): the runner posted nothing for the
+    # trialClosed that came in the same batch as the last failure (a post would fail).
+    assert master.state_history == [S.ACTIVE, S.STOPPING_ERROR, S.ERROR]
+    assert runner.inactive_seen == [S.ERROR] and runner.shutdown_posted
+
+
+def test_shutdown_passes_through_a_stopping_state_the_events_api_reports(
+    core_context: Any,
+) -> None:
+    config = search_config(budget={"max_trials": 3, "max_concurrent": 2})
+    master = SimulatedMaster(FakeTrials(), seed=4)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    # The runner stopped polling at the stopping state (0.37 SearchRunner.run_experiment ends
+    # its loop on any inactive state but PAUSED); the experiment completes after it.
+    assert runner.inactive_seen == [S.STOPPING_COMPLETED]
+    assert master.state == S.STOPPING_COMPLETED
+    assert master.get_events()[0].experimentInactive.experimentState == S.STOPPING_COMPLETED
+    assert master.finish() == S.COMPLETED
+    assert master.state_history == [S.ACTIVE, S.STOPPING_COMPLETED, S.COMPLETED]
+    assert not runner.state.experiment_completed  # 0.37 sets it only for COMPLETED itself
+
+
+def test_a_user_killing_the_experiment_stops_the_searcher(core_context: Any) -> None:
+    config = search_config(budget={"max_trials": 6, "max_concurrent": 2})
+    trials = FakeTrials()
+    master = SimulatedMaster(trials, seed=3)
+    starts: list[int] = []
+
+    def main(ctx: Any, hparams: dict[str, Any], latest: str | None) -> None:
+        starts.append(1)
+        if len(starts) == 4:
+            master.kill_experiment()
+        from hwnas.trials.train import run_trial
+
+        run_trial(ctx, hparams, latest, trial_factory=trials)
+
+    master.trial_main = main
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    assert runner.inactive_seen == [S.STOPPING_KILLED]
+    assert master.finish() == S.CANCELED
+    assert len(runner.search_method.method.records()) < 6
 
 
 def test_user_cancel_from_the_web_ui_does_not_crash_the_searcher(core_context: Any) -> None:
@@ -250,57 +351,114 @@ def test_user_cancel_from_the_web_ui_does_not_crash_the_searcher(core_context: A
     config = search_config(budget={"max_trials": 4, "max_concurrent": 2})
     trials = FakeTrials()
     master = SimulatedMaster(trials, seed=0)
-    runner = make_runner(master, config, core_context)
     cancelled: list[str] = []
 
-    def cancel_first_trial_once(hparams: dict[str, Any], start: int, length: int) -> Any:
+    def main(ctx: Any, hparams: dict[str, Any], latest: str | None) -> None:
         if not cancelled:
             rid = next(iter(master.trials))
             cancelled.append(rid)
-            master.cancel_trial(rid, "user_canceled")
-        return trials(hparams, start, length)
+            master.kill_trial(rid)  # det trial kill, while another trial trains
+        from hwnas.trials.train import run_trial
 
-    master.train = cancel_first_trial_once
+        run_trial(ctx, hparams, latest, trial_factory=trials)
+
+    master.trial_main = main
+    runner = make_runner(master, config, core_context)
     runner.run_simulated()
     statuses = [r.status for r in runner.search_method.method.records()]
     assert statuses[0] == "canceled" and len(statuses) == 4
-    assert master.state == bindings.experimentv1State.COMPLETED
+    assert master.finish() == S.COMPLETED
 
 
-@pytest.mark.parametrize("defer_closes", [True, False])
-def test_finished_trials_stay_open_so_failures_cannot_end_the_search_early(
-    core_context: Any, defer_closes: bool
-) -> None:
-    """The master ends a custom search once every requested trial is closed. With one trial at
-    a time, closing a finished trial at once lets the next trial's failure end the search."""
-    config = search_config(
-        early_stopping={"name": "none", "max_length": 9},
-        budget={"max_trials": 4, "max_concurrent": 1},
-    )
-    master = SimulatedMaster(FakeTrials(fail={1: "errored"}))
-    adapter = HwnasSearchMethod(SearchMethod(config), defer_closes=defer_closes)
-    SimulatedSearchRunner(master, adapter, core_context).run_simulated()
-    statuses = [r.status for r in adapter.method.records()]
-    if defer_closes:
-        assert statuses == ["completed", "failed", "completed", "completed"]
-        assert all(t.closed for t in master.trials.values())
-    else:  # what the deferral prevents: the search ended after two of four trials
-        assert statuses == ["completed", "running"]
-    assert master.state == bindings.experimentv1State.COMPLETED
-
-
-def test_every_trial_failing_ends_the_search(core_context: Any) -> None:
-    config = search_config(budget={"max_trials": 3, "max_concurrent": 2})
-    master = SimulatedMaster(FakeTrials(fail={0: "errored", 1: "errored", 2: "errored"}))
+def test_max_restarts_counts_per_trial(core_context: Any) -> None:
+    """trial.go keeps ``restarts`` on each trial: with max_restarts 1, two trials that each
+    crash once are both restarted (an experiment-wide count would fail the second)."""
+    config = search_config(budget={"max_trials": 3, "max_concurrent": 1})
+    trials = FakeTrials(fail_once={0: "crash", 1: "crash"})
+    master = SimulatedMaster(trials, max_restarts=1)
     runner = make_runner(master, config, core_context)
     runner.run_simulated()
-    # The master ends the experiment (as errored: every trial failed) the moment the last
-    # requested trial closes; events still queued then are never delivered, so the searcher
-    # may not hear of the last failure (Determined's behaviour, kept by the simulation).
-    assert master.state == bindings.experimentv1State.ERROR
-    statuses = [r.status for r in runner.search_method.method.records()]
-    assert len(statuses) == 3 and statuses.count("failed") >= 2
-    assert set(statuses) <= {"failed", "running"}
+    assert "failed" not in [r.status for r in runner.search_method.method.records()]
+    assert [t.restarts for t in master.trials.values()] == [1, 1, 0]
+    assert [kind for _, kind in trials.failed] == ["crash", "crash"]
+
+
+def test_a_trial_crashing_past_its_max_restarts_fails(core_context: Any) -> None:
+    config = search_config(budget={"max_trials": 3, "max_concurrent": 1})
+    master = SimulatedMaster(FakeTrials(fail={0: "crash"}), max_restarts=2)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    assert runner.search_method.method.records()[0].status == "failed"
+    first = next(iter(master.trials.values()))
+    assert first.restarts == 3 and first.process_starts == 3
+
+
+def test_one_progress_event_per_report_progress_call(core_context: Any) -> None:
+    """The trial reports progress every epoch and once more after validating; the master
+    forwards each call as one trialProgress event (custom_search.go ``trialProgress``), and the
+    searcher checkpoints none of them."""
+    config = search_config(
+        early_stopping={"name": "none", "max_length": 4},
+        budget={"max_trials": 2, "max_concurrent": 1},
+    )
+    master = SimulatedMaster(FakeTrials(), seed=0)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    for trial in master.trials.values():
+        assert trial.progress_reports == [1.0, 2.0, 3.0, 4.0, 4.0]
+    progress_events = sum(len(t.progress_reports) for t in master.trials.values())
+    assert progress_events == 10
+    # Determined's runner answers each event with a Progress op: one post per event.
+    assert runner.posted == master.event_count
+    storage = Path(core_context.checkpoint._storage_manager._base_path)
+    assert len(list(storage.iterdir())) == master.event_count - progress_events + 1
+
+
+def test_a_trial_the_master_fails_to_create_is_filed_as_failed_and_replaced(
+    core_context: Any,
+) -> None:
+    """experiment.go processOperations: when newTrial fails the searcher gets exited-early and
+    closed for a request id it never saw trialCreated for."""
+    config = search_config(budget={"max_trials": 5, "max_concurrent": 2})
+    archs: list[str] = []
+
+    def fail_second(hparams: dict[str, Any]) -> bool:
+        archs.append(hparams["arch"])
+        return len(archs) == 2
+
+    master = SimulatedMaster(FakeTrials(), seed=1, fail_create=fail_second)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    records = runner.search_method.method.records()
+    assert len(master.failed_creates) == 1 and len(records) == 5
+    assert [r.status for r in records].count("failed") == 1
+    failed = next(r for r in records if r.status == "failed")
+    assert failed.arch == archs[1] and "ERRORED" in failed.message
+    assert master.finish() == S.COMPLETED
+
+
+@pytest.mark.parametrize("failures", [{}, {3: "crash", 5: "invalid", 7: "exit"}])
+def test_progress_never_goes_backwards_through_promotions_and_failures(
+    core_context: Any, failures: dict[int, str]
+) -> None:
+    """The searcher's progress (a Progress op after every event) never moves back, also when
+    the budget is spent and a paused trial is promoted while another continues (a count of
+    non-running trials would drop there: seed 2 below does it)."""
+    config = search_config(
+        strategy={"name": "nsga2", "options": {"population": 8}},
+        early_stopping={"name": "mo-asha", "min_length": 1, "max_length": 9, "reduction_factor": 3},
+        budget={"max_trials": 12, "max_concurrent": 3},
+        constraints=[],
+        reference_point={"validation_accuracy": 0.0, "latency_ms": 10.0},
+    )
+    master = SimulatedMaster(FakeTrials(failures, metrics=conv_metrics), seed=2)
+    runner = make_runner(master, config, core_context)
+    runner.run_simulated()
+    method = runner.search_method.method
+    assert any(len(r.results) > 1 for r in method.records())  # paused, then promoted
+    assert master.progress == sorted(master.progress)
+    assert master.progress[-1] == 1.0
+    assert master.finish() == S.COMPLETED
 
 
 def test_a_paused_experiment_keeps_the_searcher_waiting_then_continues(
@@ -314,35 +472,20 @@ def test_a_paused_experiment_keeps_the_searcher_waiting_then_continues(
     master = SimulatedMaster(trials, seed=6)
     calls: list[int] = []
 
-    def pause_once(hparams: dict[str, Any], start: int, length: int) -> Any:
-        calls.append(length)
+    def pause_once(ctx: Any, hparams: dict[str, Any], latest: str | None) -> None:
+        calls.append(1)
         if len(calls) == 3:
             master.pause_for(polls=4)  # a user pauses, then activates the experiment
-        return trials(hparams, start, length)
+        from hwnas.trials.train import run_trial
 
-    master.train = pause_once
+        run_trial(ctx, hparams, latest, trial_factory=trials)
+
+    master.trial_main = pause_once
     runner = make_runner(master, config, _fresh_context(core_context))
     runner.run_simulated()
     assert master.paused_polls == 0  # the runner kept polling through the pause
+    assert S.PAUSED in runner.inactive_seen
     assert outcome(runner.search_method.method) == outcome(reference.search_method.method)
-
-
-def test_master_restarts_errored_trials_within_max_restarts(core_context: Any) -> None:
-    config = search_config(budget={"max_trials": 3, "max_concurrent": 1})
-    attempts: list[int] = []
-    trials = FakeTrials()
-
-    def flaky(hparams: dict[str, Any], start: int, length: int) -> Any:
-        attempts.append(length)
-        if len(attempts) == 1:
-            raise TrialFailure("errored")  # e.g. a node died; Determined restarts the trial
-        return trials(hparams, start, length)
-
-    master = SimulatedMaster(flaky, max_restarts=1)
-    runner = make_runner(master, config, core_context)
-    runner.run_simulated()
-    assert "failed" not in [r.status for r in runner.search_method.method.records()]
-    assert master.restarts_used == 1
 
 
 @pytest.mark.parametrize("crash_after_posts", [2, 9, 16, 23, 30])
@@ -365,7 +508,7 @@ def test_searcher_restart_mid_search_resumes_from_its_checkpoint(
 
     # The restarted searcher resumed the experiment instead of creating another.
     assert len(first.created_experiments) == 1 and second.created_experiments == []
-    assert master.state == bindings.experimentv1State.COMPLETED
+    assert master.finish() == S.COMPLETED
     # Nothing lost, nothing repeated: the same trials, archs, statuses and results as an
     # uninterrupted search (the master would have refused a duplicate request id or op).
     assert outcome(second.search_method.method) == outcome(reference.search_method.method)
@@ -446,7 +589,7 @@ def test_checkpoints_hold_json_state_and_the_report_and_metrics_chart_the_search
 
     # A checkpoint per event, except trial-progress events (they change no search state).
     storage = Path(core_context.checkpoint._storage_manager._base_path)
-    progress_events = sum(len(t.validations) for t in master.trials.values())
+    progress_events = sum(len(t.progress_reports) for t in master.trials.values())
     assert len(list(storage.iterdir())) <= master.event_count - progress_events + 1
 
     reported = core_context.train.validation
@@ -483,15 +626,17 @@ def test_report_files_are_redrawn_when_due(core_context: Any) -> None:
 
 
 def test_a_bare_number_from_report_completed_fails_that_trial_only(core_context: Any) -> None:
+    """A trial entrypoint not written for hwnas (a user's own) completing with a number."""
     config = search_config(budget={"max_trials": 3, "max_concurrent": 1})
-    trials = FakeTrials()
-    master = SimulatedMaster(trials)
+    archs: list[str] = []
 
-    def scalar_first(hparams: dict[str, Any], start: int, length: int) -> Any:
-        metrics = trials(hparams, start, length)
-        return metrics["validation_accuracy"] if len(trials.order) == 1 else metrics
+    def scalar_first(ctx: Any, hparams: dict[str, Any], latest: str | None) -> None:
+        archs.append(hparams["arch"])
+        for op in ctx.searcher.operations():
+            metrics = curve_metrics(hparams["arch"], op.length)
+            op.report_completed(metrics["validation_accuracy"] if len(archs) == 1 else metrics)
 
-    master.train = scalar_first
+    master = SimulatedMaster(FakeTrials(), trial_main=scalar_first)
     runner = make_runner(master, config, core_context)
     runner.run_simulated()
     statuses = [r.status for r in runner.search_method.method.records()]
@@ -610,17 +755,22 @@ def test_random_failures_pauses_and_searcher_crashes(core_context: Any, seed: in
     )
     trials = FakeTrials()
     master = SimulatedMaster(trials, seed=seed, max_restarts=rnd.randint(0, 2))
-    kinds = ["errored", "invalid_hp", "user_requested_stop", "user_canceled"]
 
-    def chaotic(hparams: dict[str, Any], start: int, length: int) -> Any:
+    def chaotic(ctx: Any, hparams: dict[str, Any], latest: str | None) -> None:
         r = rnd.random()
         if r < 0.08:
-            raise TrialFailure(rnd.choice(kinds))
-        if r < 0.1:
+            trials.override[hparams["arch"]] = rnd.choice(FAILURE_KINDS)
+        elif r < 0.1:
             master.pause_for(rnd.randint(1, 3))
-        return trials(hparams, start, length)
+        elif r < 0.12:
+            others = [t for t in master.trials.values() if t.hparams["arch"] != hparams["arch"]]
+            if others:
+                master.kill_trial(rnd.choice(others).request_id)  # a user, from the web UI
+        from hwnas.trials.train import run_trial
 
-    master.train = chaotic
+        run_trial(ctx, hparams, latest, trial_factory=trials)
+
+    master.trial_main = chaotic
     latest, crash = None, rnd.choice([None, rnd.randint(1, 30)])
     for _ in range(6):
         runner = make_runner(master, config, core_context, latest_checkpoint=latest,
@@ -630,7 +780,24 @@ def test_random_failures_pauses_and_searcher_crashes(core_context: Any, seed: in
             break
         except SimulatedCrash:
             latest, crash = runner.last_storage_id, rnd.choice([None, rnd.randint(1, 30)])
-    assert master.state != bindings.experimentv1State.ACTIVE
+    assert master.state != S.ACTIVE
+    assert master.finish() in (S.COMPLETED, S.ERROR)
     assert len(runner.search_method.method.records()) == config.budget.max_trials
     assert len(master.trials) == config.budget.max_trials
     assert not ignored_trial_ops(master)
+
+
+def test_closes_held_back_by_an_older_hwnas_are_sent_with_the_next_batch() -> None:
+    """States saved before closes went out at once (``deferred_closes``) still close those
+    trials; otherwise they would stay open after the search ends."""
+    config = search_config()
+    adapter = HwnasSearchMethod(SearchMethod(config))
+    first = adapter.to_determined(adapter.method.initial_operations())
+    rid = first[0].request_id
+    state = adapter.state_dict()
+    state["deferred_closes"] = [adapter.trial_id(rid)]
+    restored = HwnasSearchMethod(SearchMethod(config))
+    restored.load_state_dict(json.loads(json.dumps(state)))
+    [close] = restored.to_determined([])
+    assert isinstance(close, det_searcher.Close) and close.request_id == rid
+    assert restored.to_determined([]) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,76 @@ def test_task_image_is_the_one_the_experiment_configs_use() -> None:
     for path in (REPO / "experiment_yamls").glob("det_*.yaml"):
         images = yaml.safe_load(path.read_text())["environment"]["image"]
         assert set(images.values()) == {base}, path.name
+
+
+SDK_SCRIPT = REPO / "deploy" / "sdk-sweep.sh"
+# python3 for deploy/sdk-sweep.sh: `-c` runs in the real interpreter (reading the config's
+# name); `-m hwnas.cli ...` is only recorded, never run.
+FAKE_SDK_PYTHON = f"""#!/usr/bin/env bash
+if [[ "$1" == "-c" ]]; then exec {sys.executable} "$@"; fi
+echo "python3 $*" >> "$FAKE_LOG"
+"""
+
+
+def run_sdk_sweep(tmp_path: Path, **env: str) -> tuple[int, list[str], str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python3").write_text(FAKE_SDK_PYTHON)
+    (bin_dir / "python3").chmod(0o755)
+    log = tmp_path / "log.txt"
+    full = {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "FAKE_LOG": str(log),
+        "HWNAS_SWEEP_DIR": str(tmp_path / "sweeps"),
+        "HWNAS_SWEEP_RUN": "2026-01-02",
+        **env,
+    }
+    proc = subprocess.run(["bash", str(SDK_SCRIPT)], env=full, capture_output=True, text=True)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return proc.returncode, calls, proc.stdout + proc.stderr
+
+
+def test_sdk_sweep_starts_a_warm_started_run_then_continues_it(tmp_path: Path) -> None:
+    code, calls, _ = run_sdk_sweep(tmp_path)
+    out = tmp_path / "sweeps" / "2026-01-02"
+    assert code == 0 and calls == [
+        "python3 -m hwnas.cli search experiment_yamls/search_nb201_cifar10_nightly.yaml "
+        "--backend determined --trial-experiment experiment_yamls/det_trials_gpu.yaml "
+        f"--warm-start latest:hwnas-sweep:nb201-cifar10-nightly --out {out}"
+    ]
+    out.mkdir(parents=True)
+    (out / "state.json").write_text("{}")  # the driver saved its state, then was restarted
+    (tmp_path / "log.txt").unlink()
+    code, calls, _ = run_sdk_sweep(tmp_path)
+    assert code == 0 and calls == [f"python3 -m hwnas.cli search --resume {out}"]
+
+
+def test_sdk_sweep_never_runs_two_drivers_on_one_folder(tmp_path: Path) -> None:
+    sweeps = tmp_path / "sweeps"
+    sweeps.mkdir()
+    (sweeps / ".lock").touch()
+    # Another driver holds the folder's lock (flock(1), as the script takes it).
+    holder = subprocess.Popen(["flock", str(sweeps / ".lock"), "sleep", "30"])
+    try:
+        for _ in range(50):  # until the holder has the lock
+            if subprocess.run(["flock", "-n", str(sweeps / ".lock"), "true"]).returncode:
+                break
+            time.sleep(0.05)
+        code, calls, output = run_sdk_sweep(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 0 and calls == [] and "another hwnas sweep driver" in output
+
+
+def test_sdk_cronjob_keeps_the_sweeps_on_a_volume_and_never_overlaps() -> None:
+    job = yaml.safe_load((REPO / "deploy" / "cronjob-sdk.yaml").read_text())
+    spec = job["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert Path(container["command"][0]).name == SDK_SCRIPT.name
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    [mount] = container["volumeMounts"]
+    assert env["HWNAS_SWEEP_DIR"] == mount["mountPath"] and "DET_MASTER" in env
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"]

@@ -14,7 +14,11 @@ from determined.common import context as det_context
 
 from hwnas.contract import TrialHParams
 from hwnas.driver.determined.__main__ import HPARAM_KEYS
-from hwnas.driver.determined.experiment_config import build_trial_experiment, load_yaml_mapping
+from hwnas.driver.determined.experiment_config import (
+    build_run_experiment,
+    build_trial_experiment,
+    load_yaml_mapping,
+)
 from hwnas.searchers.config import load_config
 from hwnas.searchers.method import SearchMethod
 from hwnas.trials.hparams import parse_hparams
@@ -51,7 +55,7 @@ CHECKPOINT_STORAGE_FIELDS = {  # checkpoint-storage.json + shared-fs/s3/gcs/azur
     "secret_key", "endpoint_url", "container", "connection_string", "account_url", "credential",
 }  # fmt: skip
 BIND_MOUNT_FIELDS = {"host_path", "container_path", "read_only", "propagation"}  # bind-mount.json
-SEARCHER_FIELDS = {  # searcher-single.json, searcher-custom.json (Determined 0.37)
+SEARCHER_FIELDS = {  # searcher-single.json, searcher-custom.json (Determined 0.37 and 0.38)
     "single": {"name", "metric", "smaller_is_better", "max_length", "source_trial_id",
                "source_checkpoint_uuid"},
     "custom": {"name", "metric", "smaller_is_better", "unit"},
@@ -84,7 +88,7 @@ def check_determined_config(config: dict[str, Any], source: str) -> None:
     assert name in SEARCHER_FIELDS, f"{source}: searcher.name {name!r}"
     assert set(searcher) <= SEARCHER_FIELDS[name], f"{source}: searcher {set(searcher)}"
     assert isinstance(searcher.get("metric"), str), f"{source}: searcher.metric"
-    if name == "single":
+    if name == "single" and "max_length" in searcher:  # 0.37 requires it, 0.38 deprecates it
         length = searcher["max_length"]
         assert isinstance(length, int) or (len(length) == 1 and set(length) <= LENGTH_UNITS), (
             f"{source}: searcher.max_length {length!r}"
@@ -96,8 +100,18 @@ def check_determined_config(config: dict[str, Any], source: str) -> None:
 
 
 def searcher_experiments() -> list[Path]:
-    """The configs users pass to `det experiment create` (a trial YAML has no searcher)."""
-    return [p for p in DET_YAMLS if "searcher" in yaml.safe_load(p.read_text())]
+    """The custom searcher's searcher experiments (users pass them to `det experiment
+    create`; a trial YAML has no searcher, the SDK driver's runs another entrypoint)."""
+    return [
+        p
+        for p in DET_YAMLS
+        if "hwnas.driver.determined" in str(yaml.safe_load(p.read_text()).get("entrypoint"))
+    ]
+
+
+def trial_yamls() -> list[Path]:
+    """The trials' Determined settings (no searcher: hwnas fills it in)."""
+    return [p for p in DET_YAMLS if "searcher" not in yaml.safe_load(p.read_text())]
 
 
 def test_the_expected_configs_exist() -> None:
@@ -176,12 +190,48 @@ def test_repository_root_is_a_small_determined_context() -> None:
     size = sum(len(f.content or "") for f in files)
     assert size < det_constants.MAX_CONTEXT_SIZE / 10
     assert not any(p.startswith((".venv", ".git/", "runs/")) for p in paths)
+    assert not any(p.startswith(".venv-det038") for p in paths)
     assert {
         "startup-hook.sh",
+        "deploy/sdk-sweep.sh",
         "driver/determined/__main__.py",
+        "driver/determined/sdk_backend.py",
         "trials/train.py",
         "experiment_yamls/det_trials_gpu.yaml",
         "spaces/base.py",
         "latency/__init__.py",
         "searchers/arch2vec/weights/nb201.pt",  # package data the searcher may load
+        "spaces/data/nb201_cifar.csv.gz",  # the NB201 table (tabular backend, table:<device>)
     } <= paths
+
+
+@pytest.mark.parametrize("path", trial_yamls(), ids=lambda p: p.name)
+@pytest.mark.parametrize("max_length", [True, False], ids=["0.37", "0.38"])
+def test_sdk_backend_run_experiments_are_valid_determined_configs(
+    path: Path, max_length: bool
+) -> None:
+    """What the SDK backend submits for a run (here a promotion) from each trial YAML."""
+    search = load_config(REPO / "experiment_yamls" / "search_nb201_cifar10_ort_cpu.yaml")
+    method = SearchMethod(search)
+    create = method.initial_operations()[0]
+    config = build_run_experiment(
+        load_yaml_mapping(path), search, search_id="s-1", trial_id=create.trial_id, length=3,
+        hparams=create.hparams, source_trial_id=17, max_length=max_length,
+    )  # fmt: skip
+    check_determined_config(config, path.name)
+    searcher = config["searcher"]
+    assert searcher["name"] == "single" and searcher["source_trial_id"] == 17
+    assert ("max_length" in searcher) is max_length
+    assert config["hyperparameters"]["target_length"] == 3
+    assert "hwnas-run:s-1:1:3" in config["labels"]
+
+
+def test_the_sdk_driver_experiment_runs_the_sweep_script_on_a_shared_folder() -> None:
+    config = load_yaml_mapping(REPO / "experiment_yamls" / "det_sdk_driver.yaml")
+    check_determined_config(config, "det_sdk_driver.yaml")
+    shell, script = config["entrypoint"].split()
+    assert shell == "bash" and (REPO / script).is_file()
+    env = dict(v.split("=", 1) for v in config["environment"]["environment_variables"])
+    [mount] = config["bind_mounts"]
+    assert env["HWNAS_SWEEP_DIR"] == mount["container_path"] and not mount["read_only"]
+    assert config["resources"]["slots_per_trial"] == 0 and config["max_restarts"] >= 1

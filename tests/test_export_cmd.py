@@ -120,3 +120,24 @@ def test_report_command_rerenders(search_dir, capsys):
     assert "pareto.png" in capsys.readouterr().out
     assert (search_dir / "pareto.png").stat().st_size > 0
     assert json.loads((search_dir / "pareto.json").read_text()) == before
+
+
+def test_export_into_a_read_only_folder_is_one_line_naming_the_path(search_dir, tmp_path):
+    """Issue 13 item 6: ``hwnas export`` (the real command) on a read-only run folder."""
+    import os
+    import shutil
+
+    from cli_run import HWNAS, error_line, read_only_argv, run, writable_again
+
+    copy = tmp_path / "copy"
+    shutil.copytree(search_dir, copy)
+    try:
+        res = run(read_only_argv(copy, [str(HWNAS), "export", str(copy), "--rank", "1"]))
+    finally:
+        if os.geteuid() != 0:
+            writable_again(copy)
+    assert res.returncode == 2
+    line = error_line(res.stderr, only=False)  # torch may warn about the legacy exporter
+    assert line.startswith(f"hwnas: error: {copy}/export") and (
+        "Read-only" in line or "Permission" in line
+    )

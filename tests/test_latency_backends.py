@@ -1,6 +1,5 @@
-"""GPU backends on a CPU-only machine fail with one clear error each; the TensorRT engine
-build is exercised through a test double of the ``tensorrt`` module (TensorRT cannot be
-installed here; the double follows TensorRT 10's documented Python API)."""
+"""GPU backends on a CPU-only machine fail with one clear error each; ONNX Runtime reports where
+its nodes run. The native TensorRT backend has its own tests (test_latency_tensorrt.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import onnxruntime as ort
 import pytest
@@ -22,13 +22,18 @@ from hwnas.latency.backends import (
     get_backend,
 )
 from hwnas.latency.backends import ort as ort_backends
-from hwnas.latency.backends.tensorrt import TensorrtBackend, build_engine
-from hwnas.latency.device import cpu_facts, gpu_facts
-from hwnas.latency.errors import BackendUnavailableError, MeasurementError
+from hwnas.latency.backends.cuda_runtime import require_device
+from hwnas.latency.backends.tensorrt import TensorrtBackend
+from hwnas.latency.cache import LatencyCache
+from hwnas.latency.device import cpu_facts, gpu_facts, gpu_identity, gpu_key
+from hwnas.latency.errors import BackendUnavailableError
 from hwnas.latency.export import export_onnx
-from hwnas.latency.measure import measure_architecture
+from hwnas.latency.measure import cached_latency, measure_architecture, target_fields
+from hwnas.latency.result import LatencyResult
 from hwnas.latency.target import MeasurementTarget
+from hwnas.latency.timing import summarise
 from hwnas.spaces import get_space
+from tests.trt_doubles import FakeCudart
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
@@ -62,9 +67,15 @@ def test_unknown_backend_and_precision_are_named():
 
 def test_every_backend_registers_itself_by_name():
     assert backend_names() == (
-        "ort-cpu", "ort-cuda", "ort-trt", "torch-cpu", "torch-cuda", "trt-fp16", "trt-fp32",
+        "ort-cpu",
+        "ort-cuda",
+        "ort-trt",
+        "torch-cpu",
+        "torch-cuda",
+        "trt-fp16",
+        "trt-fp32",
         "trt-int8",
-    )  # fmt: skip
+    )
     for name in backend_names():
         backend = get_backend(name)  # constructing one imports no runtime
         assert backend.name == name
@@ -150,108 +161,6 @@ def test_device_facts_without_gpu():
         assert gpu["kind"] == "gpu" and "nvml_error" in gpu
 
 
-# -- TensorRT through a test double ----------------------------------------------------------
-
-
-class FakeTrt:
-    """The slice of TensorRT 10's Python API that ``build_engine`` uses, recording calls."""
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            self.level = level
-
-    class BuilderFlag:
-        FP16 = "FP16"
-        INT8 = "INT8"
-
-    class MemoryPoolType:
-        WORKSPACE = "WORKSPACE"
-
-    def __init__(self, *, parse_ok=True, build_ok=True, input_shape=(1, 3, 8, 8)):
-        self.parse_ok, self.build_ok, self.input_shape = parse_ok, build_ok, input_shape
-        self.flags: list[str] = []
-        self.cache_seen: list[bytes] = []
-        self.profiles: list[tuple] = []
-        fake = self
-
-        class Tensor:
-            name = "input"
-            shape = fake.input_shape
-
-        class Network:
-            num_inputs = 1
-
-            def get_input(self, i):
-                return Tensor()
-
-        class Parser:
-            num_errors = 0 if parse_ok else 1
-
-            def __init__(self, network, logger):
-                pass
-
-            def parse(self, data, path):
-                assert data.startswith(b"\x08")  # ONNX protobuf: field 1 (ir_version)
-                return fake.parse_ok
-
-            def get_error(self, i):
-                return "In node 3 (Conv): unsupported padding mode"
-
-        class TimingCache:
-            def __init__(self, data):
-                self.data = data
-
-            def serialize(self):
-                return self.data + b"+tuned"
-
-        class Config:
-            int8_calibrator = None
-
-            def set_memory_pool_limit(self, pool, size):
-                assert pool == "WORKSPACE" and size > 0
-
-            def set_flag(self, flag):
-                fake.flags.append(flag)
-
-            def create_timing_cache(self, data):
-                fake.cache_seen.append(bytes(data))
-                return TimingCache(bytes(data))
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                self.cache = cache
-
-            def get_timing_cache(self):
-                return self.cache
-
-            def add_optimization_profile(self, profile):
-                fake.profiles.append(profile.shapes)
-
-        class Profile:
-            def set_shape(self, name, lo, opt, hi):
-                self.shapes = (name, lo, opt, hi)
-
-        class Builder:
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                assert flags == 0  # explicit batch is implicit in TensorRT 10
-                return Network()
-
-            def create_builder_config(self):
-                return Config()
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                return b"ENGINE" if fake.build_ok else None
-
-        self.Builder, self.OnnxParser = Builder, Parser
-
-
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory):
     model = torch.nn.Sequential(
@@ -261,44 +170,141 @@ def onnx_file(tmp_path_factory):
     return export_onnx(model, tmp_path_factory.mktemp("trt") / "m.onnx", input_shape=(3, 8, 8)).path
 
 
-@pytest.mark.parametrize(
-    ("precision", "flags"), [("fp32", []), ("fp16", ["FP16"]), ("int8", ["FP16", "INT8"])]
-)
-def test_trt_engine_precision_flags(precision, flags, onnx_file):
-    trt = FakeTrt()
-    assert build_engine(trt, onnx_file, precision=precision, batch=1) == b"ENGINE"
-    assert trt.flags == flags
-    assert trt.profiles == []  # static batch: no optimisation profile
+# -- where ONNX Runtime runs the nodes -------------------------------------------------------
 
 
-def test_trt_timing_cache_is_reused_and_updated(onnx_file, tmp_path):
-    cache = tmp_path / "timing.cache"
-    first = FakeTrt()
-    build_engine(first, onnx_file, precision="fp16", batch=1, timing_cache_path=cache)
-    assert first.cache_seen == [b""] and cache.read_bytes() == b"+tuned"
-    second = FakeTrt()
-    build_engine(second, onnx_file, precision="fp16", batch=1, timing_cache_path=cache)
-    assert second.cache_seen == [b"+tuned"] and cache.read_bytes() == b"+tuned+tuned"
+def test_ort_cpu_session_reports_every_node_on_its_provider(onnx_file):
+    import onnx
+
+    loaded = get_backend("ort-cpu").load(onnx_file, batch=1, input_shape=(3, 8, 8))
+    nodes = len(onnx.load(onnx_file).graph.node)
+    assert loaded.info["placement"] == "full"
+    assert loaded.info["nodes_by_provider"] == {"CPUExecutionProvider": nodes}
+    assert loaded.info["off_target_nodes"] == 0
 
 
-def test_trt_dynamic_batch_gets_a_profile_pinned_to_the_batch(onnx_file):
-    trt = FakeTrt(input_shape=(-1, 3, 8, 8))
-    build_engine(trt, onnx_file, precision="fp32", batch=4)
-    assert trt.profiles == [("input", (4, 3, 8, 8), (4, 3, 8, 8), (4, 3, 8, 8))]
+def test_placement_is_unknown_when_the_session_did_not_record_it(onnx_file):
+    # A real session made without the config entry: ORT refuses to answer (Fail).
+    session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    info = ort_backends.node_placement(session, "CPUExecutionProvider")
+    assert (
+        info["placement"] == "unknown"
+        and "record_ep_graph_assignment_info" in info["placement_note"]
+    )
+    assert ort_backends.node_placement(object(), "CUDAExecutionProvider")["placement"] == (
+        "unknown"
+    )  # an onnxruntime too old for get_provider_graph_assignment_info
 
 
-def test_trt_parse_and_build_failures_are_clear(onnx_file):
-    with pytest.raises(MeasurementError, match=r"could not parse.*unsupported padding mode"):
-        build_engine(FakeTrt(parse_ok=False), onnx_file, precision="fp16", batch=1)
-    with pytest.raises(MeasurementError, match="failed to build a fp16 engine"):
-        build_engine(FakeTrt(build_ok=False), onnx_file, precision="fp16", batch=1)
+class AssignedSession:
+    """A GPU session's placement answer, shaped as onnxruntime 1.32's real one here:
+    ``get_provider_graph_assignment_info()`` -> ``OrtEpAssignedSubgraph`` objects with
+    ``ep_name`` and ``get_nodes()`` (nodes with ``name``, ``op_type``, ``domain``); checked
+    against a real CPU session above. No CUDA EP runs here, so GPU placements are modelled."""
+
+    def __init__(self, placement: dict[str, int]) -> None:
+        self._subgraphs = [
+            SimpleNamespace(
+                ep_name=ep,
+                get_nodes=lambda n=n: [
+                    SimpleNamespace(name=f"n{i}", op_type="Conv", domain="") for i in range(n)
+                ],
+            )
+            for ep, n in placement.items()
+        ]
+
+    def get_provider_graph_assignment_info(self):
+        return self._subgraphs
 
 
-def test_trt_backend_caches_engines_per_onnx_and_precision(onnx_file, tmp_path):
-    trt = FakeTrt()
-    backend = TensorrtBackend(BackendOptions(precision="fp16", cache_dir=str(tmp_path)), trt=trt)
-    assert backend.name == "trt-fp16"
-    assert backend.engine(onnx_file, 1) == b"ENGINE"
-    assert backend.engine(onnx_file, 1) == b"ENGINE"
-    assert len(trt.cache_seen) == 1  # second call loaded the engine file, no rebuild
-    assert len(list(tmp_path.glob("*-fp16-b1.engine"))) == 1
+def test_partial_gpu_placement_is_flagged_in_the_metrics():
+    cuda = ort_backends.node_placement(
+        AssignedSession({"CUDAExecutionProvider": 5, "CPUExecutionProvider": 2}),
+        "CUDAExecutionProvider",
+    )
+    assert cuda == {
+        "placement": "partial",
+        "nodes_by_provider": {"CUDAExecutionProvider": 5, "CPUExecutionProvider": 2},
+        "cpu_nodes": 2,
+        "off_target_nodes": 2,
+    }
+    # ort-trt: nodes TensorRT left to the CUDA EP are off target too, though none is on CPU.
+    trt = ort_backends.node_placement(
+        AssignedSession({"TensorrtExecutionProvider": 4, "CUDAExecutionProvider": 1}),
+        "TensorrtExecutionProvider",
+    )
+    assert trt["placement"] == "partial" and trt["cpu_nodes"] == 0 and trt["off_target_nodes"] == 1
+    stats = summarise([1e-3, 2e-3, 3e-3], host_samples_s=[2e-3, 3e-3, 4e-3])
+    common = dict(
+        space="nb201",
+        arch="a",
+        canonical_key="a",
+        backend="ort-cuda",
+        precision="fp32",
+        batch=1,
+        input_shape=(3, 8, 8),
+        threads=1,
+        stats=stats,
+        versions={},
+    )
+    gpu = LatencyResult(**common, device={"kind": "gpu", "name": "NVIDIA H200"}, info=cuda)
+    metrics = gpu.to_metrics()
+    assert metrics["latency_placement"] == "partial"
+    assert metrics["latency_cpu_nodes"] == 2 and metrics["latency_off_target_nodes"] == 2
+    assert metrics["latency_host_median_ms"] == pytest.approx(3.0)
+    cpu = LatencyResult(**common, device={"kind": "cpu", "name": "x"}, info={"placement": "full"})
+    assert "latency_placement" not in cpu.to_metrics()
+
+
+# -- naming the GPU a figure belongs to ------------------------------------------------------
+
+
+def test_gpu_identity_reads_the_device_asked_for_in_cuda_order():
+    cudart = FakeCudart(name="NVIDIA H100 80GB HBM3", devices=2)
+    identity = gpu_identity(1, cudart=cudart)
+    assert identity == {
+        "name": "NVIDIA H100 80GB HBM3",  # NUL padding stripped
+        "compute_capability": "9.0",
+        "source": "cuda-runtime",
+    }
+    assert cudart.props_asked == [1]
+    assert gpu_key(identity) == "gpu:NVIDIA H100 80GB HBM3:sm90"
+
+
+def test_gpu_identity_without_any_source_says_why(monkeypatch):
+    class NoNvml:
+        class NVMLError(Exception):
+            pass
+
+        def nvmlInit(self):
+            raise self.NVMLError("NVML Shared Library Not Found")
+
+    identity = gpu_identity(0, cudart=FakeCudart(driver=False), nvml=NoNvml())
+    assert set(identity) == {"error"}
+    assert "cannot identify CUDA device 0" in identity["error"]
+    assert "cuda-runtime" in identity["error"] and "NVML Shared Library" in identity["error"]
+
+
+@needs_no_cuda
+def test_gpu_cache_key_needs_a_named_gpu(tmp_path):
+    """Without a GPU to name, a GPU key is refused (it was ``gpu:unknown:unknown``, shared by
+    every GPU), and the searcher's cache peek is a miss rather than an error."""
+    space = get_space("nb201", C=4, N=1)
+    target = MeasurementTarget("ort-cuda")
+    with pytest.raises(BackendUnavailableError, match="cannot identify CUDA device 0"):
+        target_fields(space, ARCH, target, target.create_backend())
+    cache = tmp_path / "lat.sqlite"
+    LatencyCache(cache).close()
+    assert cached_latency(space, ARCH, target, cache_path=cache) is None
+
+
+def test_real_cuda_bindings_and_nvml_without_a_driver_are_named():
+    """The real modules (where installed) on this GPU-less machine: cuda-python returns an
+    error code, NVML raises; both become one clear message."""
+    cudart = pytest.importorskip("cuda.bindings.runtime")
+    with pytest.raises(BackendUnavailableError, match=r"no usable CUDA device: .*cudaError"):
+        require_device(cudart, 0)
+    for name in FakeCudart.api():  # the double only models functions the real module has
+        assert hasattr(cudart, name), name
+    identity = gpu_identity(0)
+    assert "error" in identity and "cuda-runtime" in identity["error"]

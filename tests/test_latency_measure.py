@@ -167,7 +167,7 @@ def test_result_round_trips_through_json():
 def test_cli_measure_json(capsys):
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
     code = main(
-        ["measure", "--space", "nb201", "--arch", arch, "--space-options", '{"C": 4, "N": 1}',
+        ["measure", "--space", "nb201", "--arch", arch, "--option", "C=4", "--option", "N=1",
          "--input", "3x16x16", "--json"]
     )  # fmt: skip
     assert code == 0
@@ -179,7 +179,7 @@ def test_cli_measure_json(capsys):
 def test_cli_bad_architecture_is_one_clear_error(capsys):
     assert main(["measure", "--space", "nb201", "--arch", "|oops~0|"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "|oops~0|" in err
+    assert err.startswith("hwnas: error:") and "|oops~0|" in err
 
 
 def test_cli_bad_target_is_one_clear_error_before_any_work(tmp_path, capsys):
@@ -189,7 +189,7 @@ def test_cli_bad_target_is_one_clear_error_before_any_work(tmp_path, capsys):
     assert main(["profile", *args, "--out", str(tmp_path / "p.json")]) == 2
     assert not (tmp_path / "p.json").exists()
     for line in capsys.readouterr().err.splitlines():
-        assert line.startswith("error: MeasurementTarget.precision='fp32' contradicts")
+        assert line.startswith("hwnas: error: MeasurementTarget.precision='fp32' contradicts")
 
 
 def test_cpu_clock_is_thread_cpu_on_one_thread_and_wall_on_request(worker):
@@ -197,9 +197,13 @@ def test_cpu_clock_is_thread_cpu_on_one_thread_and_wall_on_request(worker):
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
     kwargs = {"timing": QUICK, "worker": worker}
     auto = measure_architecture(space, arch, SMALL, **kwargs)
-    assert auto.to_metrics()["latency_clock"] == "thread_cpu"
+    metrics = auto.to_metrics()
+    assert metrics["latency_clock"] == "thread_cpu"
     # CPU time of the inference cannot exceed the wall time around it (tiny slack for clocks).
     assert auto.stats.median_ms <= auto.stats.host_median_ms * 1.05
+    # The wall clock is a trial metric too, beside the thread-CPU figure.
+    assert metrics["latency_host_median_ms"] == auto.stats.host_median_ms > 0
+    assert auto.info["placement"] == "full"  # every node on the CPU provider asked for
     wall = measure_architecture(space, arch, replace(SMALL, clock="wall"), **kwargs)
     assert wall.to_metrics()["latency_clock"] == "wall"
     assert wall.stats.median_ms == wall.stats.host_median_ms
@@ -211,7 +215,7 @@ def test_cli_profile_measures_fits_and_saves(tmp_path, capsys):
     out = tmp_path / "predictor.json"
     measurements = tmp_path / "m.jsonl"
     code = main(
-        ["profile", "--space", "nb201", "--space-options", '{"C": 4, "N": 1}', "--input",
+        ["profile", "--space", "nb201", "--option", "C=4", "--option", "N=1", "--input",
          "3x8x8", "--n", "8", "--out", str(out), "--measurements", str(measurements),
          "--warmup", "0.01", "--min-duration", "0.02", "--min-runs", "5", "--max-attempts", "1"]
     )  # fmt: skip
@@ -260,4 +264,4 @@ def test_cli_mounts_under_another_parser_as_hwnas_latency():
     parser = argparse.ArgumentParser(prog="hwnas")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["latency", "profile", "--space", "nb201", "--out", "p.json"])
-    assert args.handler is run_profile and args.n == 200 and args.backend == "ort-cpu"
+    assert args.handler.__wrapped__ is run_profile and args.n == 200 and args.backend == "ort-cpu"

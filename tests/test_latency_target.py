@@ -1,5 +1,8 @@
 """MeasurementTarget: one validated description of what is measured, and the cache key it
-builds is the one the keyword-argument API built (existing caches stay valid)."""
+builds is the one the keyword-argument API built (existing caches stay valid), but for the two
+changes issue 14 made on purpose to GPU keys: the GPU is named by name and compute capability
+of the device asked for (it was GPU 0's name and driver, or ``unknown:unknown`` without NVML),
+and ``trt-int8`` keys say how the model was quantised (its old figures were FP16 engines)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hwnas.latency import device as latency_device
 from hwnas.latency.backends import BackendOptions, backend_names, get_backend
+from hwnas.latency.backends.onnx_precision import INT8_RECIPE
 from hwnas.latency.cache import cache_key
-from hwnas.latency.device import cpu_model, gpu_facts
+from hwnas.latency.device import cpu_model
 from hwnas.latency.errors import BackendUnavailableError
 from hwnas.latency.measure import target_fields
 from hwnas.latency.target import MeasurementTarget
@@ -32,9 +37,12 @@ def _version(dist: str) -> str:
         return "missing"
 
 
+#: The GPU the GPU keys below are built for (issue 14: name and compute capability).
+GPU = {"name": "NVIDIA H200", "compute_capability": "9.0", "source": "test"}
+
+
 def _gpu_name() -> str:
-    facts = gpu_facts()
-    return f"{facts.get('name', 'unknown')}:{facts.get('driver', 'unknown')}"
+    return "NVIDIA H200:sm90"  # was f"{facts['name']}:{facts['driver']}" of GPU 0
 
 
 def old_target_fields(
@@ -61,6 +69,7 @@ def old_target_fields(
         "device": device,
         "versions": libs,
         **(extra or {}),
+        **({"quantization": INT8_RECIPE} if backend == "trt-int8" else {}),  # issue 14
     }
 
 
@@ -125,7 +134,8 @@ SETTINGS = [
 @pytest.mark.parametrize(
     "settings", SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items())
 )
-def test_cache_key_is_the_one_the_keyword_api_built(settings):
+def test_cache_key_is_the_one_the_keyword_api_built(settings, monkeypatch):
+    monkeypatch.setattr(latency_device, "gpu_identity", lambda index=0, **_: GPU)
     space = get_space("nb201", C=4, N=1)
     target = MeasurementTarget(**settings)
     new = cache_key(target_fields(space, ARCH, target, target.create_backend()))

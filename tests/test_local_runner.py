@@ -398,7 +398,7 @@ def test_real_search_interrupted_and_resumed(tmp_path):
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stderr
+    assert proc.returncode == 130, stderr  # interrupted, state saved
     assert cli_main(["search", "--resume", str(out)]) == 0
     state = load_state(out)
     assert state["loop"]["shutdown"], (stderr, state["loop"])

@@ -19,6 +19,7 @@ import shutil
 import site
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,11 @@ def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     purelib = next((venv / "lib").glob("python3*/site-packages"))
     # A path line only: the editable hwnas finder of this interpreter is not loaded there.
     (purelib / "_hwnas_test_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "HWNAS_NB201_TABLE")
+    }
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return venv, env
 
@@ -128,6 +133,10 @@ def test_wheel_installs_beside_huggingface_spaces(
         {**env, "PATH": os.environ["PATH"]},
     )
     hwnas_wheel = next(wheels.glob("hwnas-*.whl"))
+    with zipfile.ZipFile(hwnas_wheel) as wheel:  # package data: the NB201 table and its notice
+        assert {"hwnas/spaces/data/nb201_cifar.csv.gz", "hwnas/spaces/data/NOTICE.md"} <= set(
+            wheel.namelist()
+        )
     pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps"]
     _run([*pip, str(hwnas_wheel)], tmp_path, env)
     _install_spaces(python, env, tmp_path)
@@ -147,6 +156,10 @@ def test_wheel_installs_beside_huggingface_spaces(
     hwnas = str(venv / "bin" / "hwnas")
     assert re.search(r"\d+\.\d+\.\d+", _run([hwnas, "--version"], work, env))
     assert "unique" in _run([hwnas, "space", "info", "nb201"], work, env)
+    table = "from hwnas.spaces.nb201_table import load_table as t; print(t().path, t().num_rows)"
+    where, rows = _run([python, "-c", table], work, env).split()
+    assert Path(where) == purelib / "hwnas" / "spaces" / "data" / "nb201_cifar.csv.gz"
+    assert rows == "15625"
     arch = _run([hwnas, "space", "sample", "nb201", "--n", "1", "--seed", "0"], work, env)
     measured = _run(
         [
@@ -155,8 +168,10 @@ def test_wheel_installs_beside_huggingface_spaces(
             "measure",
             "--space",
             "nb201",
-            "--space-options",
-            '{"C": 8, "N": 1}',
+            "--option",
+            "C=8",
+            "--option",
+            "N=1",
             "--arch",
             arch.strip().splitlines()[-1],
             "--input",

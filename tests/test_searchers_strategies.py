@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,11 @@ SO = make_objectives(
     [("validation_accuracy", "maximize"), ("latency_ms", "minimize")],
     scalarization=Scalarization("validation_accuracy", "latency_ms", target=3.0),
 )
-FAST = {"predictor": {"initial_random": 8, "candidates": 30, "retrain_every": 5}}
+RANKING = Path(__file__).parent / "data" / "supernet_ranking_nb201.json"  # 6 candidates
+FAST = {
+    "predictor": {"initial_random": 8, "candidates": 30, "retrain_every": 5},
+    "supernet": {"ranking": str(RANKING), "then": "nsga2"},
+}
 
 
 def fake(arch: str) -> dict[str, float] | None:

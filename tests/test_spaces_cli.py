@@ -23,8 +23,8 @@ def test_info_json_and_text() -> None:
     res = hwnas("space", "info", "nb201", "--json", "--option", "C=8")
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
-    assert info["size"] == 15625 and info["unique"] == 4930
-    assert info["space_options"] == {"C": 8, "N": 5}
+    assert info["size"] == 15625 and info["unique"] == 5425
+    assert info["space_options"] == {"C": 8, "N": 5, "prune": True}
     text = hwnas("space", "info", "mobilenet")
     assert text.returncode == 0 and "101,559,956,668,416" in text.stdout
     assert "(not computed)" in text.stdout

@@ -266,3 +266,73 @@ def test_a_method_that_only_repeats_is_stopped(bench):
     assert result.stalled and not result.shutdown
     assert [q.arch for q in result.queries] == [a, b_]
     assert result.duplicates == 5  # the fifth repeat ends the run
+
+
+# -- users' own tables -------------------------------------------------------------------------
+def _write_user_table(path, *, with_in16_test: bool = True) -> None:
+    """A synthetic table over the whole space in the documented format: CIFAR-10, a third
+    dataset (ImageNet16-120 as ``in16``, three seeds) and a device of the user's own."""
+    import csv
+    import gzip
+
+    from hwnas.spaces import get_space
+
+    space = get_space("nb201", prune=False)
+    header = ["arch_str", "c10_valid", "c10_valid_seeds", "c10_test", "in16_valid"]
+    header += ["in16_valid_seeds", *(["in16_test"] if with_in16_test else [])]
+    header += ["params_mb", "train_time_s", "lat_ms_raspi4", "lat_ms_my_board"]
+    with gzip.open(path, "wt", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for i, arch in enumerate(space.enumerate()):
+            convs = arch.count("nor_conv_3x3") + 0.5 * arch.count("nor_conv_1x1")
+            seeds = [10 + 5 * convs + (i * k % 7) / 7 for k in (1, 2, 3)]
+            row = [arch, 80 + convs, "90;91", 90.5, round(np.mean(seeds), 3)]
+            row += [
+                ";".join(f"{s:.3f}" for s in seeds),
+                *([15 + 5 * convs] if with_in16_test else []),
+            ]
+            row += [0.1 + 0.2 * convs, 1000 + 100 * convs, 5 + convs, 1.0 + 0.75 * convs]
+            writer.writerow(row)
+
+
+def test_a_users_table_with_another_dataset_and_device_end_to_end(tmp_path, monkeypatch):
+    path = tmp_path / "my_table.csv.gz"
+    _write_user_table(path)
+    monkeypatch.setenv("HWNAS_NB201_TABLE", str(path))  # where table:<device> reads
+    bench = load_benchmark(dataset="ImageNet16-120", device="my_board")
+    assert (bench.dataset, bench.device, len(bench)) == ("ImageNet16-120", "my_board", 15625)
+    cfg = _config(
+        "nsga2",
+        seed=4,
+        trials=20,
+        objectives=[
+            {"metric": "validation_accuracy", "goal": "maximize"},
+            {"metric": "latency_ms", "goal": "minimize"},
+        ],
+        constraints=["latency_ms <= 2.5"],
+        latency={"predictor": "table:my_board"},  # the same column: an exact pre-filter
+    )
+    method, result = run_search_on_table(cfg, bench)
+    assert len(result.queries) == 20 and result.invalid == 0
+    assert method.filter.counts["constraint"] > 0
+    in16 = load_table(path)["in16_valid_seeds"]
+    for q in result.queries:
+        assert q.metrics["latency_ms"] <= 2.5
+        assert q.metrics["latency_backend"] == "nb201-table:my_board"
+        assert min(abs(q.metrics["validation_accuracy"] * 100 - in16[q.row])) < 1e-9
+    assert method.pareto_front()
+    # Datasets resolve by their prefix too; a missing column is named.
+    assert NB201Benchmark.from_table(load_table(path), "in16", "raspi4").dataset == "in16"
+    with pytest.raises(TabularError, match=r"'cifar100' \(column prefix 'c100'\).*'c100_valid'"):
+        load_benchmark(path, "cifar100", "raspi4")
+    partial = tmp_path / "partial.csv.gz"
+    _write_user_table(partial, with_in16_test=False)
+    with pytest.raises(TabularError, match=r"needs column 'in16_test'.*datasets .*: c10, in16"):
+        load_benchmark(partial, "ImageNet16-120", "my_board")
+
+
+def test_the_packaged_table_is_the_default(monkeypatch):
+    monkeypatch.delenv("HWNAS_NB201_TABLE", raising=False)
+    bench = load_benchmark(dataset="cifar10", device="pixel2")
+    assert len(bench) == 15625 and bench.table_path.endswith("spaces/data/nb201_cifar.csv.gz")

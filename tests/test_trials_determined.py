@@ -84,10 +84,26 @@ class RecordingTrain(core.DummyTrainContext):
     def __init__(self) -> None:
         super().__init__()
         self.reports: list[tuple[str, int, dict[str, Any]]] = []
+        self.progress: list[float] = []
 
     def _report_trial_metrics(self, group: str, steps_completed: int, metrics: dict, *a) -> None:
-        self._get_serializable_metrics(metrics)  # the real context's check: no None values
+        if group == "validation":
+            self._get_serializable_metrics(metrics)  # the real context's check: no None values
+        json.loads(det.util.json_encode(metrics))  # what goes on the wire
         self.reports.append((group, steps_completed, metrics))
+
+    def report_progress(self, progress: float) -> None:
+        # The real TrainContext (0.37 and 0.38) refuses progress outside [0, 1].
+        assert 0.0 <= progress <= 1.0, progress
+        self.progress.append(progress)
+
+
+class NoSearcher:
+    """What a 0.38 trial without ``searcher.max_length`` gets: any use is an error
+    (``SearcherContextMissing`` in determined 0.38.1's core/_searcher.py)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the trial used core_context.searcher.{name}")
 
 
 class RecordingCheckpoint(core.DummyCheckpointContext):
@@ -171,14 +187,64 @@ def test_preempted_trial_resumes_from_core_api_checkpoint_bitwise(tmp_path: Path
     assert untimed(second.searcher.ops[0].completed) == untimed(straight.searcher.ops[0].completed)
 
 
-def test_invalid_architecture_exits_through_invalid_hp(tmp_path: Path) -> None:
-    bad = hparams(max_epochs=1, arch="|nor_conv_3x3~0|+|bogus~0|none~1|+|none~0|none~1|none~2|")
+BAD_ARCH = "|nor_conv_3x3~0|+|bogus~0|none~1|+|none~0|none~1|none~2|"
+
+
+def test_invalid_architecture_reports_why_then_exits_through_invalid_hp(tmp_path: Path) -> None:
     ctx = core_context(tmp_path, [1])
     # core.Context.__exit__ reports the early exit and converts InvalidHP into exit(0).
     with pytest.raises(SystemExit) as info, ctx:
+        run_trial(ctx, hparams(max_epochs=1, arch=BAD_ARCH), latest_checkpoint=None)
+    assert info.value.code == 0
+    # The 0.37 master forwards no reason for an InvalidHP exit (only trialClosed): the trial
+    # completes its operation with the failed result dict first, so the searcher learns why.
+    completed = ctx.searcher.ops[0].completed
+    assert completed["ok"] is False and completed["kind"] == "invalid"
+    assert "bogus" in completed["message"]
+
+
+def result_reports(ctx: core.Context) -> list[tuple[int, dict[str, Any]]]:
+    """The run's result reports (group hwnas_result), decoded."""
+    return [(s, json.loads(m["result"])) for g, s, m in ctx.train.reports if g == "hwnas_result"]
+
+
+def test_target_length_from_hparams_trains_once_without_the_searcher(tmp_path: Path) -> None:
+    """The SDK backend's runs: the length comes from hparams, core.searcher is never used."""
+    ctx = core_context(tmp_path, [])
+    ctx.searcher = NoSearcher()
+    with ctx:
+        run_trial(ctx, {**hparams(max_epochs=3), "target_length": 2}, latest_checkpoint=None)
+    reports = ctx.train.reports
+    assert [s for g, s, _ in reports if g == "training"] == [1, 2]
+    assert [s for g, s, _ in reports if g == "validation"] == [2]
+    assert ctx.train.progress == [0.5, 1.0]
+    [(steps, result)] = result_reports(ctx)
+    assert steps == 2 and result["ok"] is True
+    metrics = result["metrics"]
+    assert metrics["epochs"] == 2 and metrics["arch"] == NB201_ARCH
+    [validation] = [m for g, _, m in reports if g == "validation"]
+    assert metrics["validation_accuracy"] == validation["validation_accuracy"]
+
+    # The next run of the same trial (a promotion) resumes from the first run's checkpoint.
+    latest = ctx.checkpoint.stored[-1][0]
+    again = core_context(tmp_path, [])
+    again.searcher = NoSearcher()
+    with again:
+        run_trial(again, {**hparams(max_epochs=3), "target_length": 3}, latest_checkpoint=latest)
+    assert [s for g, s, _ in again.train.reports if g == "training"] == [3]
+    assert again.train.progress == [1.0]
+    assert result_reports(again)[0][1]["metrics"]["epochs"] == 3
+
+
+def test_target_length_run_reports_an_invalid_architecture_as_its_result(tmp_path: Path) -> None:
+    ctx = core_context(tmp_path, [])
+    ctx.searcher = NoSearcher()
+    bad = {**hparams(max_epochs=1, arch=BAD_ARCH), "target_length": 1}
+    with pytest.raises(SystemExit) as info, ctx:
         run_trial(ctx, bad, latest_checkpoint=None)
     assert info.value.code == 0
-    assert ctx.searcher.ops[0].completed is None
+    [(steps, result)] = result_reports(ctx)
+    assert steps == 0 and result["ok"] is False and result["kind"] == "invalid"
 
 
 def test_entrypoint_runs_off_cluster_as_a_process(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import pickle
 import random
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from hwnas.contract import DataSettings
+from hwnas.trials.data_paths import cifar_dir, missing_cifar_message
 from hwnas.trials.errors import TrialError
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,19 @@ def derive_seed(seed: int, *stream: int) -> int:
 
 # Stream ids for ``derive_seed``: each consumer of randomness gets its own. BN_STREAM draws the
 # batches of BatchNorm recalibration (``trials.batchnorm``), apart from the training order.
-SPLIT_STREAM, INIT_STREAM, TRAIN_STREAM, EPOCH_STREAM, BN_STREAM = 1, 2, 3, 4, 5
+SPLIT_STREAM, INIT_STREAM, TRAIN_STREAM, EPOCH_STREAM = 1, 2, 3, 4
+#: The split of a training set into two halves (bi-level weight-sharing search).
+HALVES_STREAM = 5
+BN_STREAM = 6
+
+
+def split_halves(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint positions ``0..n-1``: ``round(n * fraction)`` in the first part."""
+    first = round(n * fraction)
+    if not 0 < first < n:
+        raise DataError(f"splitting {n} training images at {fraction} leaves a part empty")
+    order = np.random.default_rng(derive_seed(seed, HALVES_STREAM)).permutation(n)
+    return np.sort(order[:first]), np.sort(order[first:])
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +96,12 @@ class TrialData:
     def steps_per_epoch(self, batch_size: int) -> int:
         """Optimizer steps in one epoch (the last partial batch is dropped)."""
         return self.train_size // batch_size
+
+    def split_train(self, fraction: float, seed: int) -> tuple[TrialData, TrialData]:
+        """Two views whose training sets are disjoint parts of this one's (``fraction`` in
+        the first) and which share its validation set: the weight and architecture halves
+        of a bi-level weight-sharing search."""
+        raise NotImplementedError(f"{type(self).__name__} cannot split its training set")
 
 
 class InMemoryData(TrialData):
@@ -118,6 +138,15 @@ class InMemoryData(TrialData):
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self._on: torch.device | None = None
+
+    def split_train(self, fraction: float, seed: int) -> tuple[InMemoryData, InMemoryData]:
+        parts = []
+        for idx in split_halves(self.train_size, fraction, seed):
+            part = copy.copy(self)
+            part._train_x, part._train_y = self._train_x[idx], self._train_y[idx]
+            part.train_size = len(idx)
+            parts.append(part)
+        return parts[0], parts[1]
 
     def _to(self, device: torch.device) -> None:
         # Keep the whole (small) dataset on the training device: no loader, no host copies.
@@ -230,15 +259,10 @@ def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndar
 
 def _cifar_dir(root: Path, name: str) -> Path:
     """The directory holding the batch files: ``root`` itself or the archive's subfolder."""
-    sub = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-    for candidate in (root, root / sub):
-        marker = "data_batch_1" if name == "cifar10" else "train"
-        if (candidate / marker).is_file():
-            return candidate
-    raise DataError(
-        f"no {name} python batches under {root} (looked for {root}/{sub}); "
-        "set data.root to the extracted archive, or data.download: true with torchvision"
-    )
+    folder = cifar_dir(root, name)
+    if folder is None:
+        raise DataError(missing_cifar_message(root, name))
+    return folder
 
 
 def _download_cifar(root: Path, name: str) -> None:
@@ -333,6 +357,15 @@ class FolderData(TrialData):
         self.train_size, self.val_size = len(train_idx), len(val_idx)
         self._seed = seed
         self._workers = settings.num_workers
+
+    def split_train(self, fraction: float, seed: int) -> tuple[FolderData, FolderData]:
+        parts = []
+        for idx in split_halves(self.train_size, fraction, seed):
+            part = copy.copy(self)
+            part._train = torch.utils.data.Subset(self._train, idx.tolist())
+            part.train_size = len(idx)
+            parts.append(part)
+        return parts[0], parts[1]
 
     def _loader(
         self, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device, **kw

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import traceback
@@ -20,17 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.atomic import write_json_atomic
+from hwnas.contract import failed_result, ok_result
 from hwnas.trials.errors import TrialError
 
 log = logging.getLogger("hwnas.trials.local")
-
-
-def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Non-finite floats become ``None`` (strict JSON has no NaN/inf)."""
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-        for k, v in metrics.items()
-    }
 
 
 def read_request(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -56,18 +48,19 @@ def run_request(request_path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         request = read_request(request_path)
         # Imported here so a broken install still yields a result file, not a traceback.
-        from hwnas.trials.loop import train_to
+        # A stand-alone architecture or, with ``hparams.kind: supernet``, a supernet.
+        from hwnas.trials.dispatch import train_to
 
         trial_id = request.get("trial_id")
         log.info("trial %s: training to %d epochs", trial_id, request["length"])
         metrics = train_to(request["hparams"], request["length"], request["checkpoint_dir"])
-        return {"ok": True, "metrics": json_safe(metrics)}
+        return ok_result(metrics)
     except TrialError as exc:
         log.error("trial failed (%s): %s", exc.kind, exc)
-        return {"ok": False, "kind": exc.kind, "message": str(exc)}
+        return failed_result(exc.kind, str(exc))
     except Exception as exc:
         traceback.print_exc()
-        return {"ok": False, "kind": "error", "message": f"{type(exc).__name__}: {exc}"}
+        return failed_result("error", f"{type(exc).__name__}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:

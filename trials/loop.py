@@ -415,9 +415,12 @@ class TrialRun:
             num_classes=info.num_classes,
             threads=settings.threads,
         )
+        calibration = None
+        if target.create_backend().needs_calibration():  # int8: scales from real images
+            calibration = self.calibration_images()
         try:
             result = latency.measure_architecture(
-                self.space, self.arch, target, cache_path=settings.cache
+                self.space, self.arch, target, cache_path=settings.cache, calibration=calibration
             )
         finally:
             restore_rng_state(rng)
@@ -431,6 +434,12 @@ class TrialRun:
             time.perf_counter() - start,
         )
         return self.latency
+
+    def calibration_images(self, count: int = 64) -> np.ndarray:
+        """Up to ``count`` validation images, normalised as the model sees them: the int8
+        latency backends' calibration data (quantisation scales)."""
+        x, _ = next(iter(self.data.val_batches(count, self.device)))
+        return x[:count].float().cpu().numpy()
 
     def metrics(self) -> dict[str, Any]:
         """The one flat metrics dict a trial reports (see the searcher <-> trial contract)."""

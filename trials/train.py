@@ -1,14 +1,30 @@
 """Determined Core API entrypoint: ``python3 -m hwnas.trials.train``.
 
-On a cluster the hyperparameters come from ``det.get_cluster_info().trial.hparams`` and the
-operations from the master. Off-cluster (smoke tests) ``det.core.init()`` gives Determined's
-dummy contexts; then ``--hparams FILE`` supplies the hyperparameters, ``--length`` the dummy
-operation's length, ``--checkpoint-storage`` where checkpoints go and ``--latest-checkpoint``
-a checkpoint to resume from. Those flags are refused on a cluster.
+A trial learns how far to train in one of two ways:
 
-Invalid architectures, malformed hparams, out-of-memory and NaN losses end the trial through
-``det.InvalidHP``: the master marks it as exited early (the searcher's ``invalid_hp`` path)
-instead of errored, so Determined does not restart a trial that would fail the same way again.
+* **searcher operations** (the custom searcher, Determined <= 0.37): it serves
+  ``core_context.searcher.operations()``, training to each operation's cumulative length and
+  completing it with the whole metrics dict;
+* **``target_length`` in its hparams** (the SDK backend: one ``searcher: single`` experiment
+  per run, Determined 0.37 and 0.38): it trains to that length once and reports its result
+  (``hwnas.contract``: ``{"ok": true, "metrics": ...}``) as JSON text in the metrics group
+  ``hwnas_result``. It never touches ``core_context.searcher`` (0.38 deprecated it and raises
+  without ``searcher.max_length``) and reports progress as a fraction.
+
+On a cluster the hyperparameters come from ``det.get_cluster_info().trial.hparams``.
+Off-cluster (smoke tests) ``det.core.init()`` gives Determined's dummy contexts; then
+``--hparams FILE`` supplies the hyperparameters, ``--length`` the dummy operation's length,
+``--checkpoint-storage`` where checkpoints go and ``--latest-checkpoint`` a checkpoint to
+resume from. Those flags are refused on a cluster.
+
+Invalid architectures, malformed hparams, out-of-memory and NaN losses end the trial: it first
+reports *why* — the failed result dict (``{"ok": false, "kind": ..., "message": ...}``) through
+``op.report_completed`` or the ``hwnas_result`` group — and then raises ``det.InvalidHP``, so
+Determined does not restart a trial that would fail the same way again. The report is how the
+search learns the reason: Determined 0.37 sends a custom searcher only ``trialClosed`` for an
+``InvalidHP`` exit (``master/internal/trial.go``: ``SetUserInitiatedEarlyExit`` records the
+reason, the clean exit becomes ``CompletedState``, no ``trialExitedEarly``), and a trial still
+alive 10 s later is killed and reported as ``USER_CANCELED``.
 """
 
 from __future__ import annotations
@@ -18,13 +34,18 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from hwnas.contract import RESULT_GROUP, RESULT_KEY, failed_result, json_safe, ok_result
 from hwnas.trials.errors import InvalidTrial, TrainingDiverged
 from hwnas.trials.hparams import HParamsError
 
 log = logging.getLogger("hwnas.trials.train")
+
+#: Failures that would repeat on a retry: the trial ends as invalid (``det.InvalidHP``).
+INVALID_ERRORS = (InvalidTrial, TrainingDiverged, HParamsError)
 
 
 def reportable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -38,61 +59,161 @@ def reportable(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def searcher_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The dict passed to ``op.report_completed``: every key, NaN/inf as None (JSON-safe)."""
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-        for k, v in metrics.items()
-    }
+    return json_safe(metrics)
 
 
-def run_trial(core_context: Any, hparams: dict[str, Any], latest_checkpoint: str | None) -> None:
-    """Serve the searcher's operations for one trial through a Core API context.
+def run_trial(
+    core_context: Any,
+    hparams: dict[str, Any],
+    latest_checkpoint: str | None,
+    *,
+    trial_factory: Callable[[dict[str, Any]], Any] | None = None,
+) -> None:
+    """Train one trial through a Core API context: to ``hparams["target_length"]`` when set,
+    else to each searcher operation's length (see the module docstring).
 
-    For each operation: train to its cumulative length (checkpointing and reporting training
-    metrics every epoch, stopping after a checkpoint when preempted), validate, report
-    validation metrics, and complete the operation with the full metrics dict."""
-    import determined as det
+    Every epoch it checkpoints (model, optimizer, schedule, RNG) and reports training metrics
+    and progress, stopping after a checkpoint when preempted; at the target it validates and
+    reports. ``trial_factory(hparams)`` builds the training state (default
+    ``hwnas.trials.loop.TrialRun``; tests substitute a cheaper one with the same methods)."""
+    target = hparams.get("target_length") if isinstance(hparams, dict) else None
+    if target is not None:
+        _train_to_target(core_context, hparams, latest_checkpoint, trial_factory, target)
+    else:
+        _serve_operations(core_context, hparams, latest_checkpoint, trial_factory)
 
-    from hwnas.trials.loop import TrialRun
+
+class _Trial:
+    """The trial's training state, built on first use, with checkpointing through Core API."""
+
+    def __init__(
+        self,
+        core_context: Any,
+        hparams: dict[str, Any],
+        latest_checkpoint: str | None,
+        factory: Callable[[dict[str, Any]], Any] | None,
+    ) -> None:
+        self.core = core_context
+        self.hparams, self.latest, self.factory = hparams, latest_checkpoint, factory
+        self.run: Any = None
+
+    def get(self) -> Any:
+        if self.run is None:
+            if self.factory is None:
+                from hwnas.trials.dispatch import make_run
+
+                self.factory = make_run  # TrialRun, or SupernetRun for ``kind: supernet``
+            self.run = self.factory(self.hparams)
+            if self.latest is not None:
+                with self.core.checkpoint.restore_path(self.latest) as path:
+                    self.run.restore(path)
+        return self.run
+
+    @property
+    def epoch(self) -> int:
+        return 0 if self.run is None else int(self.run.epoch)
+
+    def store(self) -> None:
+        with self.core.checkpoint.store_path({"steps_completed": self.run.epoch}) as (path, _):
+            self.run.save(path)
+
+    def train_and_validate(
+        self, length: int, progress: Callable[[int], None]
+    ) -> dict[str, Any] | None:
+        """Train to ``length`` and validate; the metrics, or None when preempted first."""
+        run = self.get()
+
+        def after_epoch(epoch: int, train_metrics: dict[str, Any]) -> None:
+            self.store()
+            self.core.train.report_training_metrics(
+                steps_completed=epoch, metrics=reportable(train_metrics)
+            )
+            progress(epoch)
+
+        if not run.train_to(
+            length, after_epoch=after_epoch, should_stop=self.core.preempt.should_preempt
+        ):
+            return None  # preempted: the checkpoint is stored; the master restarts us later
+        had_latency = run.latency is not None
+        metrics = run.metrics()
+        # Keep the measurement (a restarted trial need not redo it) and a supernet's ranking
+        # (stored beside its checkpoint).
+        if (run.latency is not None and not had_latency) or getattr(run, "ranking", None):
+            self.store()
+        self.core.train.report_validation_metrics(
+            steps_completed=run.epoch, metrics=reportable(metrics)
+        )
+        return metrics
+
+
+def _serve_operations(
+    core_context: Any,
+    hparams: dict[str, Any],
+    latest_checkpoint: str | None,
+    factory: Callable[[dict[str, Any]], Any] | None,
+) -> None:
+    """The custom-searcher path: one train-validate-report cycle per searcher operation."""
+    trial = _Trial(core_context, hparams, latest_checkpoint, factory)
+    for op in core_context.searcher.operations():
+        try:
+            metrics = trial.train_and_validate(
+                op.length, lambda epoch, op=op: op.report_progress(float(epoch))
+            )
+        except INVALID_ERRORS as exc:
+            # The searcher's only way to learn why (see the module docstring).
+            op.report_completed(failed_result(exc.kind, str(exc)))
+            _raise_invalid(exc)
+        if metrics is None:
+            return
+        op.report_progress(float(trial.epoch))
+        op.report_completed(searcher_metrics(metrics))
+        if core_context.preempt.should_preempt():
+            return
+
+
+def _train_to_target(
+    core_context: Any,
+    hparams: dict[str, Any],
+    latest_checkpoint: str | None,
+    factory: Callable[[dict[str, Any]], Any] | None,
+    target: int,
+) -> None:
+    """The SDK-backend path: train to ``target`` and report the result in ``RESULT_GROUP``."""
+    trial = _Trial(core_context, hparams, latest_checkpoint, factory)
+
+    def report(result: dict[str, Any]) -> None:
+        core_context.train.report_metrics(
+            group=RESULT_GROUP,
+            steps_completed=trial.epoch,
+            metrics={RESULT_KEY: json.dumps(result, allow_nan=False, default=_plain)},
+        )
+
+    def progress(epoch: int) -> None:
+        core_context.train.report_progress(min(1.0, epoch / target))
 
     try:
-        trial = TrialRun(hparams)
-        if latest_checkpoint is not None:
-            with core_context.checkpoint.restore_path(latest_checkpoint) as path:
-                trial.restore(path)
+        metrics = trial.train_and_validate(int(target), progress)
+    except INVALID_ERRORS as exc:
+        report(failed_result(exc.kind, str(exc)))
+        _raise_invalid(exc)
+    if metrics is not None:
+        report(ok_result(metrics))
 
-        def store_checkpoint() -> None:
-            metadata = {"steps_completed": trial.epoch}
-            with core_context.checkpoint.store_path(metadata) as (path, _storage_id):
-                trial.save(path)
 
-        for op in core_context.searcher.operations():
+def _plain(value: Any) -> Any:
+    """numpy scalars (and anything with ``.item()``) as plain Python for ``json.dumps``."""
+    if hasattr(value, "item"):
+        value = value.item()
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
-            def after_epoch(epoch: int, train_metrics: dict[str, Any], op: Any = op) -> None:
-                store_checkpoint()
-                core_context.train.report_training_metrics(
-                    steps_completed=epoch, metrics=reportable(train_metrics)
-                )
-                op.report_progress(float(epoch))
 
-            finished = trial.train_to(
-                op.length, after_epoch=after_epoch, should_stop=core_context.preempt.should_preempt
-            )
-            if not finished:
-                return  # preempted: the checkpoint is stored; the master restarts us later
-            had_latency = trial.latency is not None
-            metrics = trial.metrics()
-            if trial.latency is not None and not had_latency:
-                store_checkpoint()  # keep the measurement: a restarted trial need not redo it
-            core_context.train.report_validation_metrics(
-                steps_completed=trial.epoch, metrics=reportable(metrics)
-            )
-            op.report_progress(float(trial.epoch))
-            op.report_completed(searcher_metrics(metrics))
-            if core_context.preempt.should_preempt():
-                return
-    except (InvalidTrial, TrainingDiverged, HParamsError) as exc:
-        log.error("trial ends as invalid (%s): %s", exc.kind, exc)
-        raise det.InvalidHP(f"{exc.kind}: {exc}") from exc
+def _raise_invalid(exc: Exception) -> NoReturn:
+    import determined as det
+
+    kind = getattr(exc, "kind", "invalid")
+    log.error("trial ends as invalid (%s): %s", kind, exc)
+    raise det.InvalidHP(f"{kind}: {exc}") from exc
 
 
 def _read_hparams_file(path: str) -> dict[str, Any]:

@@ -85,8 +85,10 @@ def require_custom_searchers() -> None:
     except ImportError:
         raise SystemExit(
             f"hwnas.driver.determined: Determined {det.__version__} has no custom searchers "
-            "(determined.searcher was removed in 0.38). Run hwnas on a 0.19.6-0.37.x cluster, "
-            "or search on one machine with the local backend: hwnas search CONFIG"
+            "(determined.searcher was removed in 0.38). On a 0.38 cluster run the search "
+            "through the SDK from any machine that reaches the master: hwnas search CONFIG "
+            "--backend determined --master URL (docs/determined.md); custom searchers need a "
+            "0.36-0.37 cluster and client"
         ) from None
 
 

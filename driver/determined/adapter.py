@@ -21,6 +21,8 @@ from typing import Any
 from determined import searcher as det_searcher
 
 from hwnas.atomic import write_json_atomic
+from hwnas.contract import is_failed_result
+from hwnas.driver.backend import exit_reason
 from hwnas.searchers import operations as ops
 
 logger = logging.getLogger("hwnas.determined")
@@ -72,7 +74,6 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
         *,
         method_loader: Callable[[dict[str, Any]], Any] = _load_engine_method,
         request_id_factory: Callable[[], uuid.UUID] = uuid.uuid4,
-        defer_closes: bool = True,
     ) -> None:
         with warnings.catch_warnings():
             # Determined 0.36+ warns that custom searchers are deprecated; we know (docs say so).
@@ -83,8 +84,9 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
         self._new_request_id = request_id_factory
         self._request_ids: dict[int, uuid.UUID] = {}
         self._trial_ids: dict[uuid.UUID, int] = {}
-        self.defer_closes = defer_closes
-        self._deferred_closes: set[int] = set()
+        #: Closes held back by an older hwnas (state format 1 with ``deferred_closes``); sent
+        #: with the next batch.
+        self._held_closes: set[int] = set()
 
     # -- id maps ------------------------------------------------------------------------------
     def request_id(self, trial_id: int) -> uuid.UUID:
@@ -107,36 +109,33 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
     def to_determined(self, operations: Iterable[ops.Operation]) -> list[det_searcher.Operation]:
         """Translate the method's operations into ``determined.searcher`` operations.
 
-        With ``defer_closes`` (the default) a Close is held back until the batch that shuts
-        the search down: the master ends a custom search by itself as soon as every trial
-        requested so far is closed, so closing finished trials early would let a few failing
-        trials end the whole search. A finished trial that is not closed is idle (its process
-        has exited; it holds no resources), like a trial paused at an ASHA rung.
-        """
-        batch = list(operations)
-        shutting_down = any(isinstance(op, ops.Shutdown) for op in batch)
-        out: list[det_searcher.Operation] = []
-        for op in batch:
+        Closes go out at once: the 0.37 master ends a custom search only on ``Shutdown`` (or a
+        user action), never because every trial so far is closed (``searcher.go``:
+        ``TrialClosed`` skips its automatic shutdown for ``customSearch``). ``Shutdown`` carries
+        ``failure=True`` also when every trial failed, the rule the master applies to its own
+        searchers (``Failure: len(Failures) >= TrialsRequested``)."""
+        out: list[det_searcher.Operation] = [
+            det_searcher.Close(self.request_id(t)) for t in sorted(self._held_closes)
+        ]
+        self._held_closes.clear()
+        for op in operations:
             if isinstance(op, ops.Create):
                 rid = self._bind(op.trial_id)
                 out.append(det_searcher.Create(request_id=rid, hparams=op.hparams, checkpoint=None))
             elif isinstance(op, ops.ValidateAfter):
                 out.append(det_searcher.ValidateAfter(self.request_id(op.trial_id), op.length))
             elif isinstance(op, ops.Close):
-                rid = self.request_id(op.trial_id)
-                if self.defer_closes and not shutting_down:
-                    self._deferred_closes.add(op.trial_id)
-                else:
-                    out.append(det_searcher.Close(rid))
+                out.append(det_searcher.Close(self.request_id(op.trial_id)))
             elif isinstance(op, ops.Shutdown):
-                out += [
-                    det_searcher.Close(self.request_id(t)) for t in sorted(self._deferred_closes)
-                ]
-                self._deferred_closes.clear()
-                out.append(det_searcher.Shutdown(cancel=False, failure=op.failure))
+                failure = op.failure or self._every_trial_failed()
+                out.append(det_searcher.Shutdown(cancel=False, failure=failure))
             else:
                 raise TypeError(f"search method returned a non-operation: {op!r}")
         return out
+
+    def _every_trial_failed(self) -> bool:
+        records = self.method.records()
+        return bool(records) and all(r.status.is_failure for r in records)
 
     # -- operations: Determined -> engine-neutral ---------------------------------------------
     def from_determined(self, operations: Iterable[det_searcher.Operation]) -> list[ops.Operation]:
@@ -187,6 +186,13 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
         tid = self._known(request_id, "validation completed")
         if tid is None:
             return []
+        if is_failed_result(metric):
+            # The trial's own report of why it ends (hwnas.trials.train) before it raises
+            # InvalidHP; the master will only send trialClosed, or exited-early USER_CANCELED
+            # if the trial outlives the 10 s it is given (trial.go InvalidHPKillDelay).
+            kind, message = str(metric["kind"]), str(metric.get("message", ""))
+            neutral = self.method.on_trial_exited_early(tid, exit_reason(kind), message)
+            return [*self.to_determined(neutral), det_searcher.Close(request_id)]
         if not isinstance(metric, dict):
             # The trial passed a bare number to op.report_completed(): the objectives are lost.
             # Count it as a failed trial and close it rather than crash the searcher (which the
@@ -233,7 +239,6 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
             "format": STATE_FORMAT,
             "method": self.method.state_dict(),
             "request_ids": {str(t): str(r) for t, r in sorted(self._request_ids.items())},
-            "deferred_closes": sorted(self._deferred_closes),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -246,7 +251,7 @@ class HwnasSearchMethod(det_searcher.SearchMethod):
         self.method = self._method_loader(state["method"])
         self._request_ids = {int(t): uuid.UUID(r) for t, r in state["request_ids"].items()}
         self._trial_ids = {r: t for t, r in self._request_ids.items()}
-        self._deferred_closes = {int(t) for t in state.get("deferred_closes", [])}
+        self._held_closes = {int(t) for t in state.get("deferred_closes", [])}
 
     def save_method_state(self, path: pathlib.Path) -> None:
         write_json_atomic(pathlib.Path(path) / METHOD_STATE_FILE, self.state_dict(), allow_nan=True)

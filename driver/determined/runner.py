@@ -9,7 +9,12 @@ post, pickled. This subclass keeps that protocol and changes three things:
   the searcher experiment reports its own metrics (trials done, front size, hypervolume, best
   feasible accuracy) so the web UI charts the search;
 * ``latest_checkpoint`` is an argument, so the same runner can be driven off-cluster (tests
-  drive it through ``tests/master_simulation.py``).
+  drive it through ``tests/master_simulation.py``);
+* after it posted ``Shutdown`` it posts nothing more: the events still in the batch it is
+  working through (a ``trialClosed`` that arrived with the exit that ended the search) need no
+  answer, and the 0.37 master may already have ended the experiment (``experiment.go``:
+  ``updateState`` -> ``stop`` -> ``unregister`` when no trial is left), where a post fails with
+  "not found" and Determined's runner would crash.
 """
 
 from __future__ import annotations
@@ -116,6 +121,8 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
         self._metrics_key: Any = None
         self._metrics: dict[str, float] = {}
         self._progress_only = False
+        #: A Shutdown reached the master: later batches are not posted (see the docstring).
+        self.shutdown_posted = False
 
     @classmethod
     def from_cluster(
@@ -149,6 +156,29 @@ class HwnasSearchRunner(det_searcher.RemoteSearchRunner):
             exited.exitedReason = bindings.v1TrialExitedEarlyExitedReason.USER_REQUESTED_STOP
         self._progress_only = event.trialProgress is not None
         return super()._get_operations(event)
+
+    def post_operations(
+        self,
+        session: Any,
+        experiment_id: int,
+        event: bindings.v1SearcherEvent,
+        operations: list[det_searcher.Operation],
+    ) -> None:
+        if self.shutdown_posted:
+            logger.info("event %d: the search has shut down; nothing more to post", event.id)
+            return
+        self.post_to_master(session, experiment_id, event, operations)
+        self.shutdown_posted = any(isinstance(op, det_searcher.Shutdown) for op in operations)
+
+    def post_to_master(
+        self,
+        session: Any,
+        experiment_id: int,
+        event: bindings.v1SearcherEvent,
+        operations: list[det_searcher.Operation],
+    ) -> None:
+        """The REST call (Determined's own ``post_operations``)."""
+        super().post_operations(session, experiment_id, event, operations)
 
     def run_experiment(self, *args: Any, **kwargs: Any) -> None:
         """Determined's event loop; afterwards the report cache (a temp dir) is removed."""

@@ -6,8 +6,11 @@ checkpoint holding ``hwnas_method.json``), ``experiment:<id>``: an earlier Deter
 experiment read through the SDK (``determined.experimental.client``; each trial's hparams and
 its validation metrics), or ``latest:<label>``: the newest finished experiment carrying that
 label (the searcher labels its trial experiment ``hwnas-sweep:<search name>``, so a recurring
-sweep names its own earlier runs; none yet means a cold start). Every source becomes the same
-list of records, which ``SearchMethod.warm_start`` takes::
+sweep names its own earlier runs; none yet means a cold start). When that experiment belongs to
+a search run through the SDK backend (one experiment per run, labelled
+``hwnas-search:<search id>``), every experiment of that search is read: the whole previous
+sweep, each architecture at the longest length it was trained to. Every source becomes the
+same list of records, which ``SearchMethod.warm_start`` takes::
 
     {"arch": "<string>", "space": "nb201", "metrics": {...}, "length": 9}
 
@@ -65,14 +68,71 @@ def load_warm_start(source: str, *, client: Any = None) -> list[dict[str, Any]]:
         return records_from_experiment(client.get_experiment(int(by_id.group(1))))
     assert latest is not None
     experiment = latest_experiment(client, latest.group(1))
-    return [] if experiment is None else records_from_experiment(experiment)
+    if experiment is None:
+        return []
+    labels = getattr(experiment, "labels", None) or ()
+    search = next((x for x in labels if x.startswith(SEARCH_PREFIX)), None)
+    if search is not None:
+        return records_from_search(client, search.removeprefix(SEARCH_PREFIX))
+    return records_from_experiment(experiment)
 
 
 def latest_experiment(client: Any, label: str) -> Any | None:
     """The finished experiment with ``label`` and the highest id, or None."""
-    states = [getattr(client.ExperimentState, name) for name in FINISHED_STATES]
+    state_enum = getattr(client, "ExperimentState", None)
+    if state_enum is None:  # a Determined object rather than the client module
+        from determined.experimental.client import ExperimentState as state_enum
+    states = [getattr(state_enum, name) for name in FINISHED_STATES]
     experiments = client.list_experiments(labels=[label], states=states)
     return max(experiments, key=lambda e: e.id, default=None)
+
+
+#: Label prefix of every experiment of an SDK-backend search (``search_label``).
+SEARCH_PREFIX = "hwnas-search:"
+
+
+def records_from_search(client: Any, search_id: str) -> list[dict[str, Any]]:
+    """Records from every finished run of an SDK-backend search: each architecture once, at
+    the longest length a run of it reported (its result report, else its validation
+    metrics). The search's own progress experiment (no ``arch``) is skipped."""
+    from hwnas.driver.determined.sdk_backend import read_result
+
+    best: dict[str, dict[str, Any]] = {}
+    for experiment in client.list_experiments(labels=[SEARCH_PREFIX + search_id]):
+        for trial in experiment.list_trials():
+            hparams = trial.hparams or {}
+            if not isinstance(hparams.get("arch"), str):
+                continue
+            result = read_result(trial)
+            if result is not None and result.get("ok"):
+                metrics = {k: v for k, v in result["metrics"].items() if _usable(v)}
+                length = int(float(metrics.get("epochs", hparams.get("target_length", 0))))
+                record = {"arch": hparams["arch"], "metrics": metrics, "length": length}
+            else:
+                try:
+                    [record] = records_from_experiment(_OneTrial(experiment.id, trial))
+                except WarmStartError:
+                    continue  # failed or never validated
+            if hparams.get("space"):
+                record["space"] = hparams["space"]
+            known = best.get(record["arch"])
+            if known is None or (record["length"] or 0) > (known["length"] or 0):
+                best[record["arch"]] = record
+    if not best:
+        raise WarmStartError(
+            f"search {search_id}: no finished run with an 'arch' hyperparameter and metrics"
+        )
+    return list(best.values())
+
+
+class _OneTrial:
+    """An experiment view holding one trial (for ``records_from_experiment``)."""
+
+    def __init__(self, experiment_id: int, trial: Any) -> None:
+        self.id, self._trial = experiment_id, trial
+
+    def list_trials(self) -> list[Any]:
+        return [self._trial]
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -256,5 +316,6 @@ __all__ = [
     "normalise_records",
     "records_from_experiment",
     "records_from_path",
+    "records_from_search",
     "sweep_label",
 ]

@@ -71,7 +71,9 @@ class Backend(ABC):
         CPU backends on one thread default (``auto``) to the calling thread's CPU time: the
         inference runs inline on that thread, so its CPU time is its latency minus the time the
         OS ran other processes instead. On a shared machine that removes preemption noise
-        (the wall clock is still recorded as ``host_median_ms``). More threads: wall clock.
+        (the wall clock is still recorded as ``host_median_ms``). It still rises with machine
+        load: other processes evict the thread's caches and share memory bandwidth, an SMT
+        sibling shares its core, and clocks change. More threads: wall clock.
         """
         if self.device_kind == "gpu":
             return self.gpu_clock
@@ -96,6 +98,11 @@ class Backend(ABC):
             return thread_time() - start
 
         return once
+
+    def needs_calibration(self) -> bool:
+        """True when the backend needs calibration images (``extra["calibration_path"]``, an
+        ``.npy`` of ``(N, C, H, W)`` float32): int8 engines take their scales from them."""
+        return False
 
     @abstractmethod
     def check_available(self) -> None:

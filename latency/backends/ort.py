@@ -3,7 +3,10 @@
 ``onnxruntime`` and ``onnxruntime-gpu`` install the same module and break each other, and the
 GPU build silently falls back to the CPU provider when CUDA is missing. So GPU backends check
 the installed distributions and the providers the session actually uses, and refuse to report
-a CPU figure as a GPU one.
+a CPU figure as a GPU one. A registered provider still need not run every node: ORT places
+the nodes it cannot run on the next provider (CUDA, then CPU) without an error. Each session
+records where its nodes run (``node_placement``), and the result says ``placement: partial``
+with the count of nodes off the wanted provider.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ import numpy as np
 from hwnas.latency.backends import BACKENDS
 from hwnas.latency.backends.base import Backend, Loaded
 from hwnas.latency.errors import BackendUnavailableError, MeasurementError
+from hwnas.latency.ort_runtime import import_onnxruntime
 
 _ORT_DISTS = ("onnxruntime", "onnxruntime-gpu")
+#: Session config entry that makes ``get_provider_graph_assignment_info`` answer (added by
+#: microsoft/onnxruntime#26781; an unknown entry is ignored by older releases).
+PLACEMENT_ENTRY = "session.record_ep_graph_assignment_info"
 
 
 def installed_ort_distributions() -> list[str]:
@@ -35,13 +42,42 @@ def installed_ort_distributions() -> list[str]:
 
 def _import_ort() -> Any:
     try:
-        import onnxruntime
+        onnxruntime = import_onnxruntime()  # with its telemetry off
     except ImportError as exc:
         raise BackendUnavailableError(
             "ONNX Runtime is not installed: pip install 'hwnas[cpu]' (onnxruntime) or "
             "'hwnas[gpu]' (onnxruntime-gpu), not both"
         ) from exc
     return onnxruntime
+
+
+def node_placement(session: Any, wanted: str) -> dict[str, Any]:
+    """Where the session's nodes run: ``placement`` ``full`` (every node on ``wanted``),
+    ``partial`` or ``unknown``, node counts per provider, and the CPU / off-target counts.
+
+    ``session.get_providers()`` lists the providers registered, not where nodes run."""
+    read = getattr(session, "get_provider_graph_assignment_info", None)
+    if read is None:
+        version = getattr(_import_ort(), "__version__", "?")
+        return {
+            "placement": "unknown",
+            "placement_note": f"onnxruntime {version} cannot report node placement "
+            "(get_provider_graph_assignment_info is newer)",
+        }
+    try:
+        subgraphs = read()
+    except Exception as exc:  # e.g. the session was made without PLACEMENT_ENTRY
+        return {"placement": "unknown", "placement_note": f"{type(exc).__name__}: {exc}"}
+    nodes: dict[str, int] = {}
+    for subgraph in subgraphs:
+        nodes[subgraph.ep_name] = nodes.get(subgraph.ep_name, 0) + len(subgraph.get_nodes())
+    off_target = sum(count for ep, count in nodes.items() if ep != wanted)
+    return {
+        "placement": "partial" if off_target else "full",
+        "nodes_by_provider": nodes,
+        "cpu_nodes": nodes.get("CPUExecutionProvider", 0),
+        "off_target_nodes": off_target,
+    }
 
 
 def _input_array(batch: int, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -91,6 +127,7 @@ class _OrtBackend(Backend):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        options.add_session_config_entry(PLACEMENT_ENTRY, "1")
         return options
 
     def provider_list(self) -> list[Any]:
@@ -120,7 +157,8 @@ class _OrtBackend(Backend):
         feed = {session.get_inputs()[0].name: _input_array(batch, input_shape)}
         run = session.run
         once = self.timed(lambda: run(None, feed))
-        return Loaded(run=once, info={"providers": session.get_providers(), "clock": self.clock()})
+        info = {"providers": session.get_providers(), "clock": self.clock()}
+        return Loaded(run=once, info={**info, **node_placement(session, self.providers[0])})
 
 
 @BACKENDS.register("ort-cpu")
@@ -159,7 +197,8 @@ class OrtCudaBackend(_OrtBackend):
             session.run_with_iobinding(binding)
             binding.synchronize_outputs()
 
-        return Loaded(run=once, info={"providers": session.get_providers(), "clock": "wall"})
+        info = {"providers": session.get_providers(), "clock": "wall"}
+        return Loaded(run=once, info={**info, **node_placement(session, self.providers[0])})
 
 
 @BACKENDS.register("ort-trt")

@@ -1,7 +1,9 @@
 """CLI: ``python -m hwnas.searchers.arch2vec pretrain|quality``.
 
-``pretrain --space nb201 --out FILE [--epochs N --seed S --limit M]`` trains the graph VAE on
-the space's architectures and writes FILE plus its JSON sidecar; ``quality --model FILE``
+``pretrain --space nb201 --out FILE [--option KEY=VALUE --epochs N --seed S --limit M]`` trains
+the graph VAE on the space's architectures and writes FILE plus its JSON sidecar, with the CPU
+kernels pinned (``numerics.py``) so the same command gives the same bits on any x86-64 machine
+with AVX2; ``quality --model FILE``
 prints reconstruction, decoded validity and smoothness on the NB201 table.
 """
 
@@ -12,6 +14,15 @@ import json
 import sys
 from pathlib import Path
 
+from hwnas.arguments import (
+    OneLineParser,
+    add_space_option,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from hwnas.searchers.arch2vec.numerics import pin_numerics
+
 #: Table columns the quality report checks: CIFAR-10 accuracy and a few devices' latency.
 QUALITY_COLUMNS = ("c10_valid", "lat_ms_gold_6226", "lat_ms_pixel2", "lat_ms_1080ti_1")
 
@@ -20,6 +31,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from hwnas.searchers.arch2vec.model import Arch2VecConfig
+    from hwnas.searchers.arch2vec.numerics import numerics_in_force
     from hwnas.searchers.arch2vec.pretrain import (
         default_config,
         pretrain,
@@ -30,7 +42,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from hwnas.spaces import get_space
 
     torch.set_num_threads(args.threads)
-    space = get_space(args.space, **json.loads(args.space_options))
+    space = get_space(args.space, **dict(args.option))
     archs = training_archs(space, limit=args.limit, seed=args.seed)
     adj, ops = space_graphs(space, archs)
     config = default_config(space)
@@ -52,7 +64,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         lr=args.lr,
         on_epoch=show,
     )
-    meta = save_model(result.model, args.out, space=space, training=result.training)
+    training = {**result.training, "numerics": numerics_in_force()}
+    meta = save_model(result.model, args.out, space=space, training=training)
     print(
         f"wrote {args.out} ({len(archs)} graphs, {result.training['seconds']} s, "
         f"sha256 {meta['sha256']})"
@@ -87,28 +100,36 @@ def _quality(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hwnas.searchers.arch2vec", description=__doc__)
+    parser = OneLineParser(prog="python -m hwnas.searchers.arch2vec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="train the graph VAE and write weights + sidecar")
-    p.add_argument("--space", default="nb201")
-    p.add_argument("--space-options", default="{}", help="JSON dict of space options")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--limit", type=int, default=None, help="train on a random subsample")
+    p.add_argument("--space", default="nb201", help="search space name (default nb201)")
+    add_space_option(p)
+    p.add_argument("--out", required=True, type=Path, help="weights file to write (.pt)")
+    p.add_argument("--epochs", type=positive_int, default=20, help="epochs (default 20)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="batch (default 64)")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam step (default 2e-3)")
+    p.add_argument("--limit", type=positive_int, default=None, help="train on a random subsample")
     p.add_argument("--config", default="{}", help="JSON overrides of the VAE config")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
+    p.add_argument(
+        "--threads", type=positive_int, default=1, help="torch threads (1: reproducible)"
+    )
     p.set_defaults(func=_pretrain)
     q = sub.add_parser("quality", help="embedding quality on the NB201 table")
-    q.add_argument("--model", required=True, type=Path)
+    q.add_argument("--model", required=True, type=Path, help="weights file (.pt + .json)")
     q.add_argument("--table", default=None, help="NB201 table (default: the shared one)")
-    q.add_argument("--columns", default=",".join(QUALITY_COLUMNS))
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--columns", default=",".join(QUALITY_COLUMNS), help="table columns to check")
+    q.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     q.add_argument("--json", default=None, help="also write the report as JSON")
     q.set_defaults(func=_quality)
     args = parser.parse_args(argv)
+    if args.command == "pretrain" and not pin_numerics():
+        print(
+            "note: torch was loaded before pretraining, so its CPU kernels are not pinned "
+            "(hwnas.searchers.arch2vec.numerics): the weights repeat on this machine only",
+            file=sys.stderr,
+        )
     return int(args.func(args))
 
 

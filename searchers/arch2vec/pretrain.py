@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -285,6 +287,27 @@ def default_config(space: SearchSpace) -> Arch2VecConfig:
     return Arch2VecConfig(num_nodes=int(adj.shape[0]), num_ops=int(ops.shape[1]))
 
 
+def pretrain_in_child(space: SearchSpace, target: Path, *, epochs: int, seed: int) -> None:
+    """Pretrain ``space``'s model into ``target`` as ``python -m hwnas.searchers.arch2vec
+    pretrain`` does, in a child process: this one has loaded torch, too late to pin the CPU
+    kernels that make the bits the same on every machine (``numerics.py``)."""
+    import hwnas
+
+    options = [f"--option={k}={json.dumps(v)}" for k, v in space.space_options().items()]
+    argv = [sys.executable, "-m", "hwnas.searchers.arch2vec", "pretrain", "--space", space.name]
+    argv += [*options, "--out", str(target), "--epochs", str(epochs), "--seed", str(seed)]
+    # The folder holding the hwnas package (a checkout's root, or site-packages).
+    root = str(Path(hwnas.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        argv, env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelFileError(f"pretraining arch2vec for {space.name} into {target} failed: {last}")
+
+
 def load_or_pretrain(
     space: SearchSpace, path: str | Path | None = None, *, epochs: int = 20, seed: int = 0
 ) -> tuple[GraphVAE, dict[str, Any], Path]:
@@ -296,10 +319,7 @@ def load_or_pretrain(
     if not target.is_file():
         if path is not None:
             raise ModelFileError(f"arch2vec weights not found: {target}")
-        archs = training_archs(space, seed=seed)
-        adj, ops = space_graphs(space, archs)
-        result = pretrain(adj, ops, default_config(space), epochs=epochs, seed=seed)
-        save_model(result.model, target, space=space, training=result.training)
+        pretrain_in_child(space, target, epochs=epochs, seed=seed)
     model, meta = load_model(target)
     check_model_fits(meta, space, target)
     return model, meta, target

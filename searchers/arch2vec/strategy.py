@@ -1,12 +1,14 @@
 """Strategy ``arch2vec``: Bayesian optimisation in a pretrained arch2vec latent space.
 
 The candidate pool is the embedding of every architecture of the space (one per canonical
-key; NB201: 6,466 distinct cells of 15,625), or for spaces too large to list, fresh samples
-plus mutations of the current best each ask. One Gaussian process per modelled metric
-(objectives, scalarisation inputs and constrained metrics) is fitted on the standardised
-embeddings of everything told so far; every candidate gets a Thompson draw per metric, and:
+key; NB201: 6,466 distinct cells of 15,625), or for spaces too large to list, mutations of the
+current best plus fresh samples each ask (``hwnas.searchers.acquisition.candidate_pool``). One
+Gaussian process per modelled metric (objectives, scalarisation inputs and constrained
+metrics) is fitted on the standardised embeddings of everything told so far; every candidate
+gets its posterior mean and a Thompson draw per metric, and ``hwnas.searchers.acquisition.pick``
+chooses, as for ``predictor``:
 
-* single-objective: the best ``ranking_key`` of the drawn values (constraints respected);
+* single-objective: feasible first, then the best drawn score;
 * multi-objective (``acquisition: parego``, the default): the best draw under random
   Chebyshev weights on range-normalised objectives, new weights each ask (ParEGO), which
   spreads queries along the whole front; ``acquisition: hvi``: the largest hypervolume
@@ -29,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
+from hwnas.searchers.acquisition import candidate_pool, pick
 from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
 from hwnas.searchers.surrogates import GaussianProcess
 from hwnas.spaces.base import SearchSpace
@@ -152,10 +154,6 @@ class Arch2VecSearch(Strategy):
         return self.embedder.path
 
     # -- what is modelled -----------------------------------------------------------------
-    @property
-    def _mo(self) -> bool:
-        return self.objectives.is_multi_objective
-
     def _fit(self, n: int, seed: int) -> None:
         """Fit one GP per modelled metric on the first ``n`` successes (most recent kept).
 
@@ -192,14 +190,11 @@ class Arch2VecSearch(Strategy):
         pool, X = self._candidates()
         if not pool:
             return self._random()
-        # One Thompson draw per candidate and metric; constraints are judged on the posterior
-        # mean (feasible more likely than not), so a lucky draw does not waste a query.
-        draws, means = {}, {}
+        means, draws = {}, {}
         for m, gp in self._models.items():
-            means[m], std = gp.predict(X)
-            draws[m] = means[m] + std * self.rng.standard_normal(len(X))
-        violation = self._violation(means)
-        best = self._select_mo(draws, violation) if self._mo else self._select_so(draws, violation)
+            means[m], draws[m] = gp.thompson(X, self.rng)
+        told = [v for _, v in self.successes()]
+        best = pick(self.objectives, means, draws, told, self.rng, opts.acquisition)
         return self._remember(pool[best])
 
     def _random(self) -> str:
@@ -226,72 +221,8 @@ class Arch2VecSearch(Strategy):
         ok = self.successes()
         order = sorted(range(len(ok)), key=lambda i: (self.objectives.ranking_key(ok[i][1]), i))
         parents = [ok[i][0] for i in order[-5:]]
-        pool: dict[str, str] = {}
-        for i in range(opts.candidates * 3):  # bounded: a small region may run dry
-            if len(pool) >= opts.candidates:
-                break
-            if i % 2 == 0 and parents:
-                arch = self.space.mutate(parents[int(self.rng.integers(len(parents)))], self.rng)
-            else:
-                arch = self.space.sample(self.rng)
-            key = self.space.canonical_key(arch)
-            if key not in self.proposed:
-                pool.setdefault(key, arch)
-        archs = list(pool.values())
+        archs = candidate_pool(self.space, self.rng, parents, opts.candidates, self.proposed)
         return archs, emb.features(archs)
-
-    def _violation(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Per-candidate total constraint violation of predicted values (0 = feasible)."""
-        total = np.zeros(len(next(iter(values.values()))))
-        for c in self.objectives.constraints:
-            v = values[c.metric]
-            broken = {"<=": v > c.bound, "<": v >= c.bound, ">=": v < c.bound, ">": v <= c.bound}
-            total += np.where(broken[c.op], np.abs(v - c.bound) + 1e-12, 0.0)
-        return total
-
-    def _select_so(self, draws: Mapping[str, np.ndarray], violation: np.ndarray) -> int:
-        """Feasible first, then the highest score (``Objectives.score``, vectorised)."""
-        s = self.objectives.scalarization
-        if s is not None:
-            score = draws[s.metric] * (np.maximum(draws[s.cost], 1e-9) / s.target) ** s.w
-        else:
-            o = self.objectives.objectives[0]
-            score = draws[o.metric] if o.goal == "maximize" else -draws[o.metric]
-        # lexsort: last key is primary; ties go to the lowest index (the pool order)
-        order = np.lexsort((np.arange(len(score)), -score, violation))
-        return int(order[0])
-
-    def _select_mo(self, draws: Mapping[str, np.ndarray], violation: np.ndarray) -> int:
-        """Largest hypervolume improvement of a feasible draw, else (or with ``acquisition:
-        parego``) the best draw under random Chebyshev weights on range-normalised objectives."""
-        k = len(self.objectives.objectives)
-        ok = [v for _, v in self.successes() if self.objectives.feasible(v)]
-        F = np.array([self.objectives.vector(v) for v in ok], dtype=float).reshape(-1, k)
-        front = F[nondominated_mask(F)] if len(F) else F
-        C = np.column_stack(
-            [
-                draws[o.metric] if o.goal == "minimize" else -draws[o.metric]
-                for o in self.objectives.objectives
-            ]
-        )
-        feas = violation == 0
-        ref = reference_point(self.objectives, np.vstack([F, C]) if len(F) else C)
-        base = hypervolume(front, ref)
-        # A point dominated by another candidate never has the larger improvement, so only
-        # the feasible candidates' own front needs a hypervolume each.
-        opts: Arch2VecOptions = self.options  # type: ignore[assignment]
-        hvi = np.full(len(C), -1.0)
-        idx = np.flatnonzero(feas) if opts.acquisition == "hvi" else np.array([], dtype=int)
-        if len(idx):
-            for i in idx[nondominated_mask(C[idx])]:
-                hvi[i] = hypervolume(np.vstack([front, C[i][None]]), ref) - base
-        if hvi.max() > 0:
-            return int(np.argmax(hvi))
-        lo, hi = np.nanmin(C, axis=0), np.nanmax(C, axis=0)
-        norm = (C - lo) / np.where(hi > lo, hi - lo, 1.0)
-        w = self.rng.dirichlet(np.ones(k))
-        cheb = np.nanmax(norm * w, axis=1) + np.where(feas, 0.0, 1e6)
-        return int(np.argmin(cheb))
 
     # -- state ------------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:

@@ -156,6 +156,7 @@ STRATEGIES: Registry[type[Strategy]] = Registry(
         "hwnas.searchers.strategies.local_search",
         "hwnas.searchers.strategies.predictor",
         "hwnas.searchers.arch2vec.strategy",
+        "hwnas.searchers.strategies.supernet",
     ),
 )
 

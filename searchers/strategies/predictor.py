@@ -5,13 +5,17 @@ ensemble of small scikit-learn MLPs — is fitted on the space's encodings (``pa
 default) of everything told so far, and refitted every ``retrain_every`` new results. Each
 ask builds a candidate pool: mutations of the current best (single-objective) or of the
 current Pareto front (multi-objective), topped up with uniform samples, minus anything
-already proposed. Each candidate gets one independent Thompson sample per metric (a draw
-from the GP posterior, or one random ensemble member), and the pick is:
+already proposed (``hwnas.searchers.acquisition.candidate_pool``). Each candidate gets a
+posterior mean and one independent Thompson sample per metric (the GP's mean and a draw from
+its posterior, or the ensemble's mean and one random member), and
+``hwnas.searchers.acquisition.pick`` chooses, as for ``arch2vec``:
 
-* single-objective (one objective, or a scalarisation): the highest ``ranking_key`` of the
-  sampled metrics (constraints on modelled metrics respected);
-* multi-objective: the largest hypervolume improvement of the sampled point over the current
-  front; if no candidate improves it, the best random Chebyshev scalarisation (ParEGO).
+* hard constraints are judged on the mean, so a lucky draw does not waste a query;
+* single-objective (one objective, or a scalarisation): feasible first, then the highest
+  sampled score;
+* multi-objective: the largest hypervolume improvement of a feasible sampled point over the
+  current feasible front; if no candidate improves it, the best random Chebyshev
+  scalarisation (ParEGO).
 
 Models are not serialised: the state keeps the data size and seed of the last fit, and
 ``load_state_dict`` refits on exactly that data with that seed, which reproduces the model.
@@ -26,7 +30,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from hwnas.searchers.pareto import hypervolume, nondominated_mask, reference_point
+from hwnas.searchers.acquisition import candidate_pool, pick
+from hwnas.searchers.pareto import nondominated_mask
 from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
 from hwnas.searchers.surrogates import GaussianProcess
 
@@ -45,7 +50,7 @@ class PredictorOptions(StrategyOptions):
 
 
 class _Surrogate:
-    """One metric's model: ``fit(X, y)``, ``sample(X, rng)`` -> one Thompson draw per row."""
+    """One metric's model: ``fit(X, y)``, ``thompson(X, rng)`` -> mean and one draw per row."""
 
     def __init__(self, opts: PredictorOptions, seed: int) -> None:
         self.opts = opts
@@ -74,12 +79,13 @@ class _Surrogate:
                 for i in range(self.opts.ensemble_size)
             ]
 
-    def sample(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def thompson(self, X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and one Thompson draw per row (ensemble: its mean, a random member)."""
         if self.opts.model == "gp":
-            mean, std = self.models[0].predict(X)
-            return mean + std * rng.standard_normal(len(X))
-        member = self.models[int(rng.integers(len(self.models)))]
-        return member.predict(X) * self.sd + self.mu
+            return self.models[0].thompson(X, rng)
+        member = int(rng.integers(len(self.models)))
+        predictions = [model.predict(X) * self.sd + self.mu for model in self.models]
+        return np.mean(predictions, axis=0), predictions[member]
 
 
 @STRATEGIES.register("predictor")
@@ -134,14 +140,22 @@ class PredictorSearch(Strategy):
             self._fit(n_ok, int(self.rng.integers(2**31 - 1)))
         if not self._models:
             return self._remember(self.space.sample(self.rng))
-        pool = self._candidates()
+        pool = candidate_pool(
+            self.space,
+            self.rng,
+            self._parents(),
+            opts.candidates,
+            self.proposed,
+            opts.mutation_fraction,
+        )
         if not pool:
             return self._remember(self.space.sample(self.rng))
         X = np.array([self._encode(a) for a in pool], dtype=float)
-        draws = {m: model.sample(X, self.rng) for m, model in self._models.items()}
-        values = [{m: float(draws[m][i]) for m in draws} for i in range(len(pool))]
-        best = self._select_mo(values) if self._mo else self._select_so(values)
-        return self._remember(pool[best])
+        means, draws = {}, {}
+        for m, model in self._models.items():
+            means[m], draws[m] = model.thompson(X, self.rng)
+        told = [v for _, v in self.successes()]
+        return self._remember(pool[pick(self.objectives, means, draws, told, self.rng)])
 
     def _remember(self, arch: str) -> str:
         self.proposed.add(self.space.canonical_key(arch))
@@ -158,55 +172,6 @@ class PredictorSearch(Strategy):
             order = sorted(range(len(ok)), key=lambda i: (self.objectives.ranking_key(ok[i][1]), i))
             parents = [ok[i][0] for i in order[-5:]]
         return parents or [a for a, _ in ok[-5:]]
-
-    def _candidates(self) -> list[str]:
-        opts: PredictorOptions = self.options  # type: ignore[assignment]
-        parents = self._parents()
-        n_mut = round(opts.candidates * opts.mutation_fraction)
-        pool: list[str] = []
-        seen: set[str] = set()
-        for i in range(opts.candidates * 3):  # bounded: small spaces run out of new archs
-            if len(pool) >= opts.candidates:
-                break
-            if i < n_mut and parents:
-                arch = self.space.mutate(parents[int(self.rng.integers(len(parents)))], self.rng)
-            else:
-                arch = self.space.sample(self.rng)
-            key = self.space.canonical_key(arch)
-            if key in self.proposed or key in seen:
-                continue
-            seen.add(key)
-            pool.append(arch)
-        return pool
-
-    def _select_so(self, values: list[dict[str, float]]) -> int:
-        keys = [self.objectives.ranking_key(v) for v in values]
-        return max(range(len(values)), key=lambda i: (keys[i], -i))
-
-    def _select_mo(self, values: list[dict[str, float]]) -> int:
-        ok = [v for _, v in self.successes() if self.objectives.feasible(v)]
-        F = np.array([self.objectives.vector(v) for v in ok], dtype=float).reshape(
-            -1, len(self.objectives.objectives)
-        )
-        front = F[nondominated_mask(F)] if len(F) else F
-        C = np.array([self.objectives.vector(v) for v in values], dtype=float)
-        ref = reference_point(self.objectives, np.vstack([F, C]) if len(F) else C)
-        base = hypervolume(front, ref)
-        feas = np.array([self.objectives.violation(v) == 0 for v in values])
-        hvi = np.array(
-            [
-                hypervolume(np.vstack([front, c[None]]), ref) - base if feas[i] else -1.0
-                for i, c in enumerate(C)
-            ]
-        )
-        if hvi.max() > 0:
-            return int(np.argmax(hvi))
-        # ParEGO fallback: random Chebyshev weights on range-normalised objectives.
-        lo, hi = np.nanmin(C, axis=0), np.nanmax(C, axis=0)
-        norm = (C - lo) / np.where(hi > lo, hi - lo, 1.0)
-        w = self.rng.dirichlet(np.ones(C.shape[1]))
-        cheb = np.nanmax(norm * w, axis=1) + np.where(feas, 0.0, 1e6)
-        return int(np.argmin(cheb))
 
     # -- state ---------------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:
