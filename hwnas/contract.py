@@ -53,6 +53,10 @@ class TrainingSettings(_Section):
     cpu_threads: int | None = Field(None, ge=1)
     #: Batch-size multiplier for evaluation (no gradients, so more fits).
     eval_batch_factor: int = Field(4, ge=1)
+    #: Before each validation, recompute the BatchNorm statistics over this many training
+    #: batches (weights frozen; ``trials.batchnorm``): after a short training the running
+    #: statistics lag the weights and early rungs would compare noise. 0 turns it off.
+    bn_recalibration_batches: int = Field(20, ge=0)
 
 
 class TrialTraining(TrainingSettings):

@@ -92,13 +92,17 @@ def test_export_round_trip_matches_torch_in_onnxruntime(search_dir, tmp_path, ca
     actual = session.run(None, {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-3)
 
-    # The exported weights are the trained ones from the trial's checkpoint.
+    # The exported weights are the trained ones from the trial's checkpoint, with the BatchNorm
+    # statistics its validation was recalibrated with (those of its reported accuracy).
     ckpt = torch.load(
         search_dir / "trials" / str(arch["trial_id"]) / "checkpoint" / "checkpoint.pt",
         weights_only=True,
     )
+    recalibrated = ckpt["bn_recalibration"]
+    assert recalibrated["epoch"] == arch["checkpoint_epoch"] and recalibrated["buffers"]
     for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, ckpt["model"][name]), name
+        expected = recalibrated["buffers"].get(name, ckpt["model"][name])
+        assert torch.equal(tensor, expected), name
 
 
 def test_export_rejects_a_rank_outside_the_front(search_dir, tmp_path):

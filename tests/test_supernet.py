@@ -27,7 +27,7 @@ from hwnas.trials.supernet.architecture import (
     ExponentiatedGradient,
     make_arch_optimizer,
 )
-from hwnas.trials.supernet.batchnorm import recalibrate_batchnorm
+from hwnas.trials.supernet.batchnorm import recalibrate_subnetwork
 from hwnas.trials.supernet.cost import ExpectedLatency
 from hwnas.trials.supernet.landmarks import (
     LandmarkError,
@@ -385,13 +385,23 @@ def test_metrics_rank_and_validate_the_derived_architecture(tmp_path: Path) -> N
     assert NB201_ARCH in [c["arch"] for c in ranking["candidates"]]
 
 
-def test_recalibration_averages_the_batches() -> None:
-    bn = torch.nn.BatchNorm2d(3)
+def test_subnetwork_recalibration_averages_its_own_path() -> None:
+    class TwoPaths(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.paths = torch.nn.ModuleList([torch.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3)])
+
+        def forward_path(self, x: torch.Tensor, choice: dict[str, list[int]]) -> torch.Tensor:
+            return self.paths[choice["edge"][0]](x)
+
+    net = TwoPaths()
     batches = [(torch.randn(8, 3, 4, 4) + i, None) for i in range(3)]
-    assert recalibrate_batchnorm(torch.nn.Sequential(bn), batches) == 3
+    used = recalibrate_subnetwork(net, {"edge": [1]}, batches)
+    assert used.batches == 3 and used.images == 24
     expected = torch.stack([b.mean(dim=(0, 2, 3)) for b, _ in batches]).mean(0)
-    assert torch.allclose(bn.running_mean, expected, atol=1e-5)
-    assert bn.momentum == 0.1 and bn.training
+    assert torch.allclose(net.paths[1].running_mean, expected, atol=1e-5)
+    assert net.paths[0].num_batches_tracked == 0  # off the path: never ran
+    assert net.paths[1].momentum == 0.1 and net.training
 
 
 def test_bad_supernet_hparams_name_the_field() -> None:

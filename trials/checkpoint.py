@@ -49,7 +49,11 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def load_model_weights(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], int | None]:
     """The model ``state_dict`` of the checkpoint in ``directory`` and the epoch it was saved
-    at (for exporting a trained trial); ``CheckpointError`` when there is none."""
+    at (for exporting a trained trial); ``CheckpointError`` when there is none.
+
+    When the checkpoint holds BatchNorm statistics recalibrated for its epoch (what the
+    trial's validation used), they replace the training's running statistics, so the
+    exported model is the one whose accuracy was reported."""
     state = load_checkpoint(directory)
     if state is None:
         raise CheckpointError(f"{Path(directory) / CHECKPOINT_FILE}: no checkpoint to load")
@@ -57,6 +61,9 @@ def load_model_weights(directory: str | os.PathLike[str]) -> tuple[dict[str, Any
     if not isinstance(weights, dict):
         raise CheckpointError(f"{Path(directory) / CHECKPOINT_FILE}: holds no model weights")
     epoch = state.get("epoch")
+    bn = state.get("bn_recalibration")
+    if isinstance(bn, dict) and bn.get("epoch") == epoch and isinstance(bn.get("buffers"), dict):
+        weights = {**weights, **{k: v for k, v in bn["buffers"].items() if k in weights}}
     return weights, int(epoch) if isinstance(epoch, int) else None
 
 

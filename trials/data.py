@@ -47,10 +47,12 @@ def derive_seed(seed: int, *stream: int) -> int:
     return int(np.random.SeedSequence([seed, *stream]).generate_state(2, np.uint64)[0] >> 1)
 
 
-# Stream ids for ``derive_seed``: each consumer of randomness gets its own.
+# Stream ids for ``derive_seed``: each consumer of randomness gets its own. BN_STREAM draws the
+# batches of BatchNorm recalibration (``trials.batchnorm``), apart from the training order.
 SPLIT_STREAM, INIT_STREAM, TRAIN_STREAM, EPOCH_STREAM = 1, 2, 3, 4
 #: The split of a training set into two halves (bi-level weight-sharing search).
 HALVES_STREAM = 5
+BN_STREAM = 6
 
 
 def split_halves(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +82,11 @@ class TrialData:
 
     def train_batches(self, epoch: int, batch_size: int, device: torch.device) -> Iterator[Batch]:
         """Shuffled, augmented, normalised batches for ``epoch`` (drops the ragged last one)."""
+        raise NotImplementedError
+
+    def sample_batches(self, seed: int, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        """Training batches as ``train_batches`` makes them, in an order (and augmentation)
+        drawn from ``seed`` instead of the epoch's: for BatchNorm recalibration."""
         raise NotImplementedError
 
     def val_batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
@@ -154,8 +161,11 @@ class InMemoryData(TrialData):
         return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
     def train_batches(self, epoch: int, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        return self.sample_batches(derive_seed(self._seed, EPOCH_STREAM, epoch), batch_size, device)
+
+    def sample_batches(self, seed: int, batch_size: int, device: torch.device) -> Iterator[Batch]:
         self._to(device)
-        g = torch.Generator().manual_seed(derive_seed(self._seed, EPOCH_STREAM, epoch))
+        g = torch.Generator().manual_seed(seed)
         order = torch.randperm(self.train_size, generator=g)
         _, h, w = self.info.input_shape
         for start in range(0, self.train_size - batch_size + 1, batch_size):
@@ -371,8 +381,11 @@ class FolderData(TrialData):
         )
 
     def train_batches(self, epoch: int, batch_size: int, device: torch.device) -> Iterator[Batch]:
-        # The generator fixes both the shuffle and each worker's base seed for this epoch.
-        g = torch.Generator().manual_seed(derive_seed(self._seed, EPOCH_STREAM, epoch))
+        return self.sample_batches(derive_seed(self._seed, EPOCH_STREAM, epoch), batch_size, device)
+
+    def sample_batches(self, seed: int, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        # The generator fixes both the shuffle and each worker's base seed for this pass.
+        g = torch.Generator().manual_seed(seed)
         loader = self._loader(
             self._train, batch_size, device, shuffle=True, drop_last=True, generator=g
         )

@@ -1,6 +1,12 @@
 """Train one architecture: build it through ``spaces``, train epoch by epoch with a cosine
 schedule over the planned maximum, checkpoint, validate, and report one metrics dict.
 
+Validation runs with recalibrated BatchNorm statistics (``trials.batchnorm``): the weights'
+own statistics, averaged over ``training.bn_recalibration_batches`` training batches drawn
+from their own seed stream. The training state keeps its running statistics untouched, so a
+recalibration never changes what training does next and resume stays bitwise; the
+recalibrated statistics are kept beside it (and in the checkpoint, for export).
+
 The same ``TrialRun`` serves the local backend (``train_to``) and Determined
 (``hwnas.trials.train``).
 """
@@ -8,6 +14,7 @@ The same ``TrialRun`` serves the local backend (``train_to``) and Determined
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import random
@@ -22,6 +29,13 @@ from torch import nn
 
 from hwnas.contract import TrialHParams
 from hwnas.spaces import ArchitectureError, get_space
+from hwnas.trials.batchnorm import (
+    batchnorm_layers,
+    batchnorm_state,
+    batchnorm_statistics,
+    load_batchnorm_state,
+    recalibrate_batchnorm,
+)
 from hwnas.trials.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -29,7 +43,14 @@ from hwnas.trials.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from hwnas.trials.data import INIT_STREAM, TRAIN_STREAM, TrialData, derive_seed, load_data
+from hwnas.trials.data import (
+    BN_STREAM,
+    INIT_STREAM,
+    TRAIN_STREAM,
+    TrialData,
+    derive_seed,
+    load_data,
+)
 from hwnas.trials.errors import (
     InvalidTrial,
     TrainingDiverged,
@@ -44,7 +65,7 @@ log = logging.getLogger(__name__)
 #: Check the running loss for NaN/inf every this many steps (a host sync, so not every step).
 NAN_CHECK_EVERY = 20
 #: Metrics that depend on wall-clock time (excluded when comparing runs for equality).
-TIMING_KEYS = ("epoch_time_s", "images_per_second", "train_time_s")
+TIMING_KEYS = ("epoch_time_s", "images_per_second", "train_time_s", "bn_recalibration_s")
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -161,6 +182,10 @@ class TrialRun:
         self.history: list[dict[str, Any]] = []
         self.latency: dict[str, Any] | None = None
         self._cost: dict[str, int] | None = None
+        #: Recalibrated BatchNorm statistics for the current weights: ``epoch``, ``buffers``,
+        #: ``requested`` / ``batches`` (asked for / used) and ``seconds``; None until computed.
+        self.bn_recalibration: dict[str, Any] | None = None
+        self._has_batchnorm = bool(batchnorm_layers(self.model))
 
     # -- setup ---------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -274,6 +299,9 @@ class TrialRun:
             )
         while self.epoch < target_epochs:
             metrics = self.train_epoch()
+            if self.epoch == target_epochs:
+                # Before the epoch's checkpoint, which then holds the statistics validation uses.
+                self.recalibrate_batchnorm()
             if after_epoch is not None:
                 after_epoch(self.epoch, metrics)
             if should_stop is not None and self.epoch < target_epochs and should_stop():
@@ -282,8 +310,65 @@ class TrialRun:
         return True
 
     # -- evaluation and cost -------------------------------------------------------------------
-    def evaluate(self) -> dict[str, float]:
-        """Loss and accuracy on the held-out validation split."""
+    def recalibrate_batchnorm(self) -> dict[str, Any] | None:
+        """Recalibrated BatchNorm statistics for the current weights (computed once per epoch;
+        None when turned off or the model has no BatchNorm).
+
+        The batches come from the trial seed's own stream (``BN_STREAM``, per epoch), every
+        RNG is left as it was, and the model's running statistics are put back: training
+        goes on exactly as without the recalibration."""
+        requested = self.hp.training.bn_recalibration_batches
+        if requested == 0 or not self._has_batchnorm:
+            return None
+        done = self.bn_recalibration
+        if done is not None and done["epoch"] == self.epoch and done["requested"] == requested:
+            return done
+        running = batchnorm_state(self.model)
+        rng = capture_rng_state()
+        start = time.perf_counter()
+        batches = self.data.sample_batches(
+            derive_seed(self.hp.seed, BN_STREAM, self.epoch),
+            self.hp.training.batch_size,
+            self.device,
+        )
+        try:
+            with _out_of_memory_is_invalid("recalibrating BatchNorm"):
+                result = recalibrate_batchnorm(
+                    self.model,
+                    itertools.islice(batches, requested),
+                    prepare=self._prepare,
+                    autocast=self._autocast,
+                )
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # kernels finish before the clock stops
+            self.bn_recalibration = {
+                "epoch": self.epoch,
+                "buffers": batchnorm_state(self.model),
+                "requested": requested,
+                "batches": result.batches,
+                "seconds": time.perf_counter() - start,
+            }
+        finally:
+            getattr(batches, "close", lambda: None)()  # stop a loader's workers
+            load_batchnorm_state(self.model, running)
+            restore_rng_state(rng)
+        log.info(
+            "BatchNorm recalibrated on %d batches in %.2f s",
+            result.batches,
+            self.bn_recalibration["seconds"],
+        )
+        return self.bn_recalibration
+
+    def evaluate(self, *, running_stats: bool = False) -> dict[str, float]:
+        """Loss and accuracy on the held-out validation split, with recalibrated BatchNorm
+        statistics (unless turned off, or ``running_stats``: the training's running ones)."""
+        recalibrated = None if running_stats else self.recalibrate_batchnorm()
+        if recalibrated is None:
+            return self._evaluate()
+        with batchnorm_statistics(self.model, recalibrated["buffers"]):
+            return self._evaluate()
+
+    def _evaluate(self) -> dict[str, float]:
         self.model.eval()
         batch = self.hp.training.batch_size * self.hp.training.eval_batch_factor
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -368,6 +453,10 @@ class TrialRun:
         out["lr"] = self.optimizer.param_groups[0]["lr"]
         out["images_per_second"] = last.get("images_per_second", float("nan"))
         out["train_time_s"] = sum(h["epoch_time_s"] for h in self.history)
+        bn = self.bn_recalibration
+        used = bn is not None and bn["epoch"] == self.epoch
+        out["bn_recalibration_batches"] = int(bn["batches"]) if used else 0
+        out["bn_recalibration_s"] = float(bn["seconds"]) if used else 0.0
         info = self.data.info
         out.update({"arch": self.arch, "space": self.hp.space, "dataset": info.name})
         # What a consumer needs to rebuild the model (hwnas export), whatever the dataset.
@@ -399,6 +488,8 @@ class TrialRun:
             "rng": capture_rng_state(),
             "history": self.history,
             "latency": self.latency,
+            # Kept apart from the model's running statistics (see the module docstring).
+            "bn_recalibration": self.bn_recalibration,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -416,6 +507,7 @@ class TrialRun:
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.latency = state["latency"]
+        self.bn_recalibration = state.get("bn_recalibration")  # None in older checkpoints
 
     def save(self, directory: str | Path) -> Path:
         """Checkpoint into ``directory`` (atomically)."""

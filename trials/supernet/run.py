@@ -38,6 +38,7 @@ from torch import nn
 
 from hwnas.atomic import write_json_atomic
 from hwnas.spaces import ArchitectureError, get_space
+from hwnas.trials.batchnorm import batchnorm_state, batchnorm_statistics
 from hwnas.trials.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -350,17 +351,13 @@ class SupernetRun:
     # -- scoring ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def _scoring(self) -> Iterator[None]:
-        """Eval mode, no gradients, and BatchNorm buffers put back afterwards (scoring with
+        """Eval mode, no gradients, and BatchNorm statistics put back afterwards (scoring with
         recalibration must not change what training continues from)."""
-        buffers = {k: v.clone() for k, v in self.model.state_dict().items() if "running" in k}
-        counts = {k: v.clone() for k, v in self.model.state_dict().items() if "num_batches" in k}
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), batchnorm_statistics(self.model, batchnorm_state(self.model)):
                 yield
         finally:
-            if buffers or counts:
-                self.model.load_state_dict({**buffers, **counts}, strict=False)
             self.model.train()
 
     def _val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -399,7 +396,6 @@ class SupernetRun:
                         choice,
                         itertools.islice(batches, self.hp.supernet.recalibrate_batches),
                     )
-                    self.model.eval()
                 self._scores[arch] = self._evaluate(lambda x: self.model.forward_path(x, choice))
         return self._scores[arch]
 
