@@ -122,6 +122,31 @@ def test_cli_writes_table_json_and_plot(nb201_table_file, tmp_path, capsys):
     assert "hypervolume ratio" in printed and "optuna-random" in printed
 
 
+def test_a_peer_run_at_a_larger_budget_serves_a_smaller_one(nb201_table_file, tmp_path):
+    """A peer's budget only stops it, so a cached longer run answers a shorter one with the
+    same first queries; an hwnas strategy (which may plan by its budget) runs again."""
+    from benchmarks.search_quality import run_cached
+
+    table = str(nb201_table_file)
+    long = run_cached(
+        RunSpec("so", "cifar10", "eyeriss", "optuna-tpe", 3, 20), table, None, "pay", tmp_path
+    )
+    short = RunSpec("so", "cifar10", "eyeriss", "optuna-tpe", 3, 12)
+    served = run_cached(short, table, None, "pay", tmp_path)
+    assert served["cached"] and served["curves"] == long["curves"]
+    fresh = run_one(short, table)
+    assert fresh["curves"]["best_test"] == long["curves"]["best_test"][:12]
+    hw = run_cached(
+        RunSpec("so", "cifar10", "eyeriss", "random", 3, 20), table, None, "pay", tmp_path
+    )
+    again = run_cached(
+        RunSpec("so", "cifar10", "eyeriss", "random", 3, 12), table, None, "pay", tmp_path
+    )
+    assert not again.get("cached") and len(again["curves"]["best_test"]) == 12 < len(
+        hw["curves"]["best_test"]
+    )
+
+
 def test_cli_rejects_unknown_names(nb201_table_file, tmp_path):
     with pytest.raises(SystemExit):
         main(["--strategies", "no-such-strategy", "--table", str(nb201_table_file)])
