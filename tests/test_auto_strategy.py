@@ -1,4 +1,4 @@
-"""The ``auto`` strategy: the default, its acquisition maths, the cost source, its state."""
+"""The ``auto`` strategy (opt-in): its acquisition maths, the cost source, its state."""
 
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ class CountingCost:
         return metrics(arch)["latency_ms"]
 
 
-def test_auto_is_the_registered_default():
+def test_auto_is_registered_and_random_stays_the_default():
+    """auto is opt-in: it trails random search on one NB201 figure at 50 queries (README)."""
     assert "auto" in STRATEGIES.names()
-    assert StrategyConfig().name == "auto"
+    assert StrategyConfig().name == "random"
     assert STRATEGIES.get("auto").multi_objective
 
 
