@@ -102,13 +102,11 @@ class _Trial:
 
     def get(self) -> Any:
         if self.run is None:
-            with self.timer.phase("startup"):
-                if self.factory is None:
-                    from hwnas.trials.dispatch import make_run
-
-                    self.factory = make_run  # TrialRun, or SupernetRun for ``kind: supernet``
-            with self.timer.phase("build"):  # the dataset is loaded here too
-                self.run = self.factory(self.hparams)
+            if self.factory is None:
+                self.run = self._make_run()
+            else:
+                with self.timer.phase("build"):  # the dataset is loaded here too
+                    self.run = self.factory(self.hparams)
             if self.latest is not None:
                 with (
                     self.timer.phase("restore"),
@@ -116,6 +114,25 @@ class _Trial:
                 ):
                     self.run.restore(path)
         return self.run
+
+    def _make_run(self) -> Any:
+        """A ``TrialRun``, or a ``SupernetRun`` for ``kind: supernet`` (which loads its own
+        data), with the imports, the dataset and the build timed apart."""
+        with self.timer.phase("startup"):  # torch and the training code
+            from hwnas.trials.dispatch import make_run
+            from hwnas.trials.loop import TrialRun
+            from hwnas.trials.supernet.settings import is_supernet
+        if is_supernet(self.hparams):
+            with self.timer.phase("build"):
+                return make_run(self.hparams)
+        from hwnas.trials.data import load_data
+        from hwnas.trials.hparams import parse_hparams
+
+        hp = parse_hparams(self.hparams)
+        with self.timer.phase("data"):
+            data = load_data(hp.data, hp.seed)
+        with self.timer.phase("build"):
+            return TrialRun(self.hparams, data=data)
 
     @property
     def epoch(self) -> int:
