@@ -257,6 +257,12 @@ def _same_checkpoints(a: Path, b: Path) -> None:
         for key, value in state.items():
             assert torch.equal(value, two["optimizer"]["state"][index][key]), (index, key)
     assert torch.equal(one["rng"]["torch"], two["rng"]["torch"])
+    # The BatchNorm statistics validation used (recalibrated from their own seed stream).
+    bn_one, bn_two = one["bn_recalibration"], two["bn_recalibration"]
+    assert bn_one is not None and bn_two is not None and bn_one["epoch"] == bn_two["epoch"]
+    assert bn_one["buffers"].keys() == bn_two["buffers"].keys()
+    for key, tensor in bn_one["buffers"].items():
+        assert torch.equal(tensor, bn_two["buffers"][key]), key
 
 
 @pytest.fixture
