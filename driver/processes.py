@@ -130,6 +130,36 @@ def isolated_process() -> dict[str, Any]:
     }
 
 
+def close_ended_run(
+    trial_id: int,
+    length: int,
+    result_path: Path,
+    returncode: int | None,
+    *,
+    timed_out: bool,
+    timeout_s: float | None,
+    log: TextIO,
+    seconds: float,
+    ended: str,
+) -> TrialOutcome:
+    """The outcome of a run whose process ended (or was killed), with a last line in its log
+    (``ended``: how the process ended) and the log closed."""
+    outcome = ended_run_outcome(
+        trial_id,
+        length,
+        result_path,
+        returncode,
+        timed_out=timed_out,
+        timeout_s=timeout_s,
+        log_name=log.name,
+        seconds=seconds,
+    )
+    status = "ok" if outcome.ok else f"{outcome.kind}: {outcome.message}"
+    log.write(f"=== hwnas: {ended}, {seconds:.1f} s, {status} ===\n")
+    log.close()
+    return outcome
+
+
 def ended_run_outcome(
     trial_id: int,
     length: int,
@@ -261,20 +291,17 @@ class TrialPool:
     def _reap(self, proc: TrialProcess) -> TrialOutcome:
         seconds = time.monotonic() - proc.started
         rc = proc.popen.returncode
-        outcome = ended_run_outcome(
+        return close_ended_run(
             proc.trial_id,
             proc.length,
             proc.result_path,
             rc,
             timed_out=proc.timed_out,
             timeout_s=self.timeout_s,
-            log_name=proc.log.name,
+            log=proc.log,
             seconds=seconds,
+            ended=f"exit code {rc}",
         )
-        status = "ok" if outcome.ok else f"{outcome.kind}: {outcome.message}"
-        proc.log.write(f"=== hwnas: exit code {rc}, {seconds:.1f} s, {status} ===\n")
-        proc.log.close()
-        return outcome
 
     def wait(
         self, poll_interval_s: float = 0.2, max_wait_s: float | None = None
@@ -335,6 +362,7 @@ __all__ = [
     "DEFAULT_TRIAL_COMMAND",
     "TrialPool",
     "child_env",
+    "close_ended_run",
     "ended_run_outcome",
     "isolated_process",
     "kill_stale_child",

@@ -34,7 +34,7 @@ from hwnas.atomic import write_json_atomic
 from hwnas.driver.backend import TrialOutcome
 from hwnas.driver.processes import (
     child_env,
-    ended_run_outcome,
+    close_ended_run,
     isolated_process,
     outcome_from_result,
     read_result,
@@ -319,23 +319,17 @@ class WorkerPool:
         rc = worker.popen.returncode
         if run.timed_out:
             rc = None  # ours: not a crash
-        outcome = ended_run_outcome(
+        return close_ended_run(
             run.trial_id,
             run.length,
             run.result_path,
             rc,
             timed_out=run.timed_out,
             timeout_s=self.timeout_s,
-            log_name=run.log.name,
+            log=run.log,
             seconds=seconds,
+            ended=f"worker {worker.pid} ended (exit code {worker.popen.returncode})",
         )
-        status = "ok" if outcome.ok else f"{outcome.kind}: {outcome.message}"
-        run.log.write(
-            f"=== hwnas: worker {worker.pid} ended (exit code {worker.popen.returncode}), "
-            f"{seconds:.1f} s, {status} ===\n"
-        )
-        run.log.close()
-        return outcome
 
     def wait(
         self, poll_interval_s: float = 0.2, max_wait_s: float | None = None
