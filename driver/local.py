@@ -1,9 +1,14 @@
 """Local backend: trials as child processes on this machine, and ``run_search`` around the loop.
 
-``LocalBackend`` runs each requested length as one child ``python -m hwnas.trials.local``
-(``hwnas.driver.processes``) in the trial's folder ``OUT/trials/<id>/`` (checkpoint, per-trial
-``log.txt``): one child per visible GPU, else on the CPU. A child's result file outlives an
-interruption, so a resumed search uses it instead of training again.
+``LocalBackend`` runs each requested length in the trial's folder ``OUT/trials/<id>/``
+(request and result files, checkpoint, per-trial ``log.txt``), one run per slot at a time: one
+slot per visible GPU, else on the CPU. By default each slot has a warm worker
+(``hwnas.driver.workers``: ``python -m hwnas.trials.worker``, its own log in
+``OUT/workers/``) that serves run after run without a process start, and continues a promoted
+trial it still holds in memory; ``runner.warm_workers: false`` or a ``trial_command`` starts
+one child ``python -m hwnas.trials.local`` (or that command) per run instead
+(``hwnas.driver.processes``). Either way a run's result file outlives an interruption, so a
+resumed search uses it instead of training again.
 
 ``run_search`` drives a ``SearchMethod`` over it with the driver loop (``hwnas.driver.loop``).
 After every event the method's, the loop's and the backend's state are written atomically to
@@ -11,7 +16,7 @@ After every event the method's, the loop's and the backend's state are written a
 resume=True)`` (``hwnas search --resume OUT``) continues from there: runs that were in flight
 start again first, and a trial resumes from its checkpoint (or its already-written result is
 used, so nothing trains twice). Ctrl-C and SIGTERM take effect at the next safe point (between
-events); children run in their own process groups, die with the search (Linux
+events); trial processes run in their own process groups, die with the search (Linux
 ``PR_SET_PDEATHSIG``) and are killed as a group on timeout (``runner.trial_timeout_s``).
 """
 
@@ -45,6 +50,7 @@ from hwnas.driver.processes import (
 from hwnas.driver.progress import ProgressView, SearchStatus
 from hwnas.driver.resume import resumed_config, with_budget
 from hwnas.driver.run_lock import RunBusyError, RunLock
+from hwnas.driver.workers import WORKER_COMMAND, WorkerPool
 from hwnas.searchers.config import ConfigError, SearchConfig, load_config
 from hwnas.searchers.method import SearchMethod, StateVersionError
 
@@ -77,15 +83,31 @@ class LocalBackend(TrialBackend):
         timeout_s: float | None = None,
         command: Sequence[str] | None = None,
         log: Any = None,
+        warm_workers: bool = False,
+        latency: bool = True,
+        worker_command: Sequence[str] | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
-        self.pool = TrialPool(
-            tuple(command) if command else DEFAULT_TRIAL_COMMAND,
-            slots,
-            timeout_s=timeout_s,
-            threads_per_trial=threads_per_trial,
-            extra_env=_python_path_env(),
-        )
+        self.pool: TrialPool | WorkerPool
+        if warm_workers and not command:
+            self.pool = WorkerPool(
+                slots,
+                trials_dir=self.out_dir / "trials",
+                log_dir=self.out_dir / "workers",
+                timeout_s=timeout_s,
+                threads_per_trial=threads_per_trial,
+                extra_env=_python_path_env(),
+                latency=latency,
+                command=tuple(worker_command) if worker_command else WORKER_COMMAND,
+            )
+        else:
+            self.pool = TrialPool(
+                tuple(command) if command else DEFAULT_TRIAL_COMMAND,
+                slots,
+                timeout_s=timeout_s,
+                threads_per_trial=threads_per_trial,
+                extra_env=_python_path_env(),
+            )
         self.log = log or (lambda message: None)
         self.elapsed_before = 0.0
         self._started = time.monotonic()
@@ -142,15 +164,29 @@ class LocalBackend(TrialBackend):
         self.pool.kill_all()
         return running
 
+    def close(self, trial_id: int) -> None:
+        if isinstance(self.pool, WorkerPool):
+            self.pool.forget(trial_id)  # no more rungs: its worker need not hold it
+
+    def shutdown(self) -> None:
+        """Stop every trial process (the search ends or was interrupted)."""
+        if isinstance(self.pool, WorkerPool):
+            self.pool.close()
+        else:
+            self.pool.kill_all()
+
     def elapsed_s(self) -> float:
         return self.elapsed_before + (time.monotonic() - self._started)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            # Child pids, so a resume after a hard kill can stop any that outlived us.
-            "pids": {str(p.trial_id): p.popen.pid for p in self.pool.running.values()},
+        state: dict[str, Any] = {
+            # Trial process ids, so a resume after a hard kill can stop any that outlived us.
+            "pids": {str(p.trial_id): p.pid for p in self.pool.running.values()},
             "elapsed_s": self.elapsed_s(),
         }
+        if isinstance(self.pool, WorkerPool):
+            state["workers"] = self.pool.pids()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
@@ -158,6 +194,11 @@ class LocalBackend(TrialBackend):
             marker = str(self.trial_dir(int(tid)).resolve())
             if kill_stale_child(int(pid), marker):
                 self.log(f"trial {tid}: stopped child {pid} left by the previous run")
+        # An idle warm worker's command line names the trial folder, not a trial.
+        marker = f"{(self.out_dir / 'trials').resolve()}{os.sep}"
+        for pid in state.get("workers", []):
+            if kill_stale_child(int(pid), marker):
+                self.log(f"stopped trial worker {pid} left by the previous run")
 
 
 @dataclass
@@ -433,6 +474,8 @@ def _drive(
             timeout_s=cfg.runner.trial_timeout_s,
             command=trial_command or cfg.runner.trial_command,
             log=view.log,
+            warm_workers=cfg.runner.warm_workers,
+            latency=cfg.latency.enabled,
         )
     if warm_start and state is None:
         counts = method.warm_start(list(warm_start))
@@ -482,6 +525,8 @@ def _drive(
             view.log(f"{reason}; state saved, continue with: hwnas search --resume {out}")
         finally:
             _save(out, loop, method, backend)  # runs stopped above are queued to start again
+            if isinstance(backend, LocalBackend):
+                backend.shutdown()
     from hwnas.report import compute_front, front_rows
 
     files: list[str] = []

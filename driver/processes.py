@@ -40,6 +40,10 @@ class TrialProcess:
     deadline: float | None
     timed_out: bool = False
 
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
 
 def _die_with_parent() -> None:  # pragma: no cover (runs in the forked child)
     """Linux: the child gets SIGKILL when the runner dies (even by SIGKILL), so a killed
@@ -100,6 +104,104 @@ def outcome_from_result(
     )
 
 
+def child_env(
+    device: str | None, threads_per_trial: int, extra_env: dict[str, str]
+) -> dict[str, str]:
+    """The environment of a trial process on one slot: its thread slice and its device."""
+    env = dict(os.environ)
+    env.update(extra_env)
+    threads = str(threads_per_trial)
+    # Concurrent trials share the cores: each gets its own slice of threads.
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = threads
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    elif "CUDA_VISIBLE_DEVICES" not in extra_env:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # CPU slot: keep the trial off any GPU
+    return env
+
+
+def isolated_process() -> dict[str, Any]:
+    """``subprocess.Popen`` arguments for a trial process: its own process group (killable as
+    a whole, immune to the terminal's ^C) that dies with the runner (Linux)."""
+    return {
+        "start_new_session": True,
+        "preexec_fn": _die_with_parent if sys.platform.startswith("linux") else None,
+    }
+
+
+def close_ended_run(
+    trial_id: int,
+    length: int,
+    result_path: Path,
+    returncode: int | None,
+    *,
+    timed_out: bool,
+    timeout_s: float | None,
+    log: TextIO,
+    seconds: float,
+    ended: str,
+) -> TrialOutcome:
+    """The outcome of a run whose process ended (or was killed), with a last line in its log
+    (``ended``: how the process ended) and the log closed."""
+    outcome = ended_run_outcome(
+        trial_id,
+        length,
+        result_path,
+        returncode,
+        timed_out=timed_out,
+        timeout_s=timeout_s,
+        log_name=log.name,
+        seconds=seconds,
+    )
+    status = "ok" if outcome.ok else f"{outcome.kind}: {outcome.message}"
+    log.write(f"=== hwnas: {ended}, {seconds:.1f} s, {status} ===\n")
+    log.close()
+    return outcome
+
+
+def ended_run_outcome(
+    trial_id: int,
+    length: int,
+    result_path: Path,
+    returncode: int | None,
+    *,
+    timed_out: bool,
+    timeout_s: float | None,
+    log_name: str,
+    seconds: float,
+) -> TrialOutcome:
+    """The outcome of a run whose process ended (or was killed): its result file when it
+    wrote one, else why it has none (timeout, SIGKILL: most likely out of memory, a crash)."""
+    # A result written before the kill still counts (e.g. a child stuck in its teardown).
+    result = read_result(result_path)
+    if result is not None:
+        return outcome_from_result(trial_id, length, result, seconds)
+    if timed_out:
+        message = f"killed after exceeding the trial timeout of {timeout_s:g} s"
+        return TrialOutcome(
+            trial_id, length, False, kind="timeout", message=message, seconds=seconds
+        )
+    if returncode == -signal.SIGKILL:  # not ours: most likely the kernel's out-of-memory killer
+        return TrialOutcome(
+            trial_id,
+            length,
+            False,
+            kind="oom",
+            message="trial process killed by SIGKILL (out of memory?)",
+            seconds=seconds,
+        )
+    return TrialOutcome(
+        trial_id,
+        length,
+        False,
+        kind="crash",
+        message=f"trial process exited with code {returncode} and no result"
+        f"{_last_words(log_name)}; see {log_name}",
+        seconds=seconds,
+    )
+
+
 class TrialPool:
     """Runs at most ``len(slots)`` trial children at once; slot ``i`` maps to a device."""
 
@@ -130,18 +232,7 @@ class TrialPool:
         return next(i for i in range(len(self.slots)) if i not in used)
 
     def _env(self, slot: int) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        threads = str(self.threads_per_trial)
-        # Concurrent children share the cores: each gets its own slice of threads.
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[name] = threads
-        device = self.slots[slot]
-        if device is not None:
-            env["CUDA_VISIBLE_DEVICES"] = device
-        elif "CUDA_VISIBLE_DEVICES" not in self.extra_env:
-            env["CUDA_VISIBLE_DEVICES"] = ""  # CPU slot: keep the child off any GPU
-        return env
+        return child_env(self.slots[slot], self.threads_per_trial, self.extra_env)
 
     def launch(self, trial_id: int, length: int, request: dict[str, Any], trial_dir: Path) -> None:
         """Write the request file and start the child for ``trial_id`` up to ``length``."""
@@ -154,7 +245,6 @@ class TrialPool:
         request_path = trial_dir / f"request_{length}.json"
         result_path = trial_dir / f"result_{length}.json"
         result_path.unlink(missing_ok=True)
-        write_json_atomic(request_path, request, allow_nan=True)
         slot = self._free_slot()
         log = open(trial_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 (closed on reap)
         log.write(
@@ -163,14 +253,15 @@ class TrialPool:
         )
         log.flush()
         argv = [*self.command, "--request", str(request_path), "--result", str(result_path)]
+        request = {**request, "launched_at": time.time()}  # dates the child's start-up
+        write_json_atomic(request_path, request, allow_nan=True)
         popen = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self._env(slot),
-            start_new_session=True,  # own process group: killable as a whole, immune to ^C
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            **isolated_process(),
         )
         now = time.monotonic()
         deadline = now + self.timeout_s if self.timeout_s else None
@@ -200,38 +291,17 @@ class TrialPool:
     def _reap(self, proc: TrialProcess) -> TrialOutcome:
         seconds = time.monotonic() - proc.started
         rc = proc.popen.returncode
-        # A result written before the kill still counts (e.g. a child stuck in its teardown).
-        result = read_result(proc.result_path)
-        if result is not None:
-            outcome = outcome_from_result(proc.trial_id, proc.length, result, seconds)
-        elif proc.timed_out:
-            message = f"killed after exceeding the trial timeout of {self.timeout_s:g} s"
-            outcome = TrialOutcome(
-                proc.trial_id, proc.length, False, kind="timeout", message=message, seconds=seconds
-            )
-        elif rc == -signal.SIGKILL:  # not ours: most likely the kernel's out-of-memory killer
-            outcome = TrialOutcome(
-                proc.trial_id,
-                proc.length,
-                False,
-                kind="oom",
-                message="child killed by SIGKILL (out of memory?)",
-                seconds=seconds,
-            )
-        else:
-            outcome = TrialOutcome(
-                proc.trial_id,
-                proc.length,
-                False,
-                kind="crash",
-                message=f"child exited with code {rc} and no result"
-                f"{_last_words(proc.log.name)}; see {proc.log.name}",
-                seconds=seconds,
-            )
-        status = "ok" if outcome.ok else f"{outcome.kind}: {outcome.message}"
-        proc.log.write(f"=== hwnas: exit code {rc}, {seconds:.1f} s, {status} ===\n")
-        proc.log.close()
-        return outcome
+        return close_ended_run(
+            proc.trial_id,
+            proc.length,
+            proc.result_path,
+            rc,
+            timed_out=proc.timed_out,
+            timeout_s=self.timeout_s,
+            log=proc.log,
+            seconds=seconds,
+            ended=f"exit code {rc}",
+        )
 
     def wait(
         self, poll_interval_s: float = 0.2, max_wait_s: float | None = None
@@ -291,6 +361,10 @@ def _last_words(log_path: str) -> str:
 __all__ = [
     "DEFAULT_TRIAL_COMMAND",
     "TrialPool",
+    "child_env",
+    "close_ended_run",
+    "ended_run_outcome",
+    "isolated_process",
     "kill_stale_child",
     "outcome_from_result",
     "read_result",

@@ -142,6 +142,10 @@ class RunnerConfig(_Model):
     #: The command a trial runs instead of ``python -m hwnas.trials.local`` (a wrapper, a
     #: custom trainer speaking the same contract); ``--request REQ --result RES`` is appended.
     trial_command: list[str] | None = Field(None, min_length=1)
+    #: One long-lived trial process per slot (``hwnas.driver.workers``), reused across runs:
+    #: no process start, imports or dataset decoding per rung, and a promoted trial continues
+    #: in memory. False: a fresh process per run (as ``trial_command`` always gets).
+    warm_workers: bool = True
 
 
 class SearchConfig(_Model):

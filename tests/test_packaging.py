@@ -91,7 +91,8 @@ def test_entrypoints_run_from_a_determined_context_without_install(
     assert _run([python, "-c", probe], tmp_path, env).strip() == "None"
     context = tmp_path / "context"
     _materialise_context(context)
-    for module in ("hwnas.trials.train", "hwnas.driver.determined", "hwnas.trials.local"):
+    modules = ("hwnas.trials.train", "hwnas.driver.determined", "hwnas.trials.local")
+    for module in (*modules, "hwnas.trials.worker"):
         assert "usage:" in _run([python, "-m", module, "--help"], context, env)
     where = _run([python, "-c", "import hwnas.spaces as s; print(s.__file__)"], context, env)
     assert Path(where.strip()) == context / "spaces" / "__init__.py"
@@ -182,7 +183,7 @@ def test_wheel_installs_beside_huggingface_spaces(
         env,
     )
     assert '"median_ms"' in measured
-    # A whole local search: trial children start as `python -m hwnas.trials.local` there too.
+    # A whole local search: its warm workers start as `python -m hwnas.trials.worker` there.
     config = work / "tiny.yaml"
     config.write_text((REPO / "experiment_yamls" / "local_smoke.yaml").read_text())
     out = _run([hwnas, "search", str(config), "--out", str(work / "run")], work, env, 600)

@@ -480,11 +480,15 @@ def test_example_hparams_files_parse(path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_local_backend_runs_a_supernet_trial(tmp_path: Path) -> None:
-    """The local backend's own process pool starts the supernet like any trial."""
+@pytest.mark.parametrize("warm", [False, True], ids=["child", "warm-worker"])
+def test_local_backend_runs_a_supernet_trial(tmp_path: Path, warm: bool) -> None:
+    """The local backend's own process pool (a child per run, or a warm worker) starts the
+    supernet like any trial."""
     from hwnas.driver.local import LocalBackend
 
-    backend = LocalBackend(tmp_path, [None], threads_per_trial=1, timeout_s=600)
+    backend = LocalBackend(
+        tmp_path, [None], threads_per_trial=1, timeout_s=600, warm_workers=warm, latency=False
+    )
     hp = hparams()
     backend.create(7, hp)
     backend.start(7, hp, 1)
@@ -497,6 +501,7 @@ def test_local_backend_runs_a_supernet_trial(tmp_path: Path) -> None:
     metrics = outcomes[0].metrics
     assert metrics["kind"] == "supernet" and metrics["epochs"] == 1
     assert (backend.trial_dir(7) / "checkpoint" / RANKING_FILE).is_file()
+    backend.shutdown()
 
 
 @pytest.mark.slow

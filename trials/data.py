@@ -187,6 +187,33 @@ class InMemoryData(TrialData):
             yield (x - self._mean) / self._std, self._val_y[start : start + batch_size]
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """A decoded dataset before its split: images, labels, normalisation and augmentation."""
+
+    info: DatasetInfo
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pad: int
+    flip: bool
+
+    def split(self, settings: DataSettings, seed: int) -> InMemoryData:
+        """This trial's view: the seeded train/validation split (copies; the source stays)."""
+        return InMemoryData(
+            self.info,
+            self.images,
+            self.labels,
+            self.mean,
+            self.std,
+            settings=settings,
+            seed=seed,
+            pad=self.pad,
+            flip=self.flip,
+        )
+
+
 def _random_crop(x: torch.Tensor, shifts: torch.Tensor, pad: int, h: int, w: int) -> torch.Tensor:
     """Zero-pad by ``pad`` and cut each image's ``h x w`` window at its own (dy, dx) shift."""
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
@@ -198,21 +225,44 @@ def _random_crop(x: torch.Tensor, shifts: torch.Tensor, pad: int, h: int, w: int
 
 
 # -- digits ------------------------------------------------------------------------------------
-def load_digits_data(settings: DataSettings, seed: int) -> InMemoryData:
-    """scikit-learn's offline 8x8 digits (1,797 images), upsampled to 1x16x16; light shifts."""
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 digits as (float 1797 x 8 x 8 in 0..16, int labels).
+
+    Read straight from the CSV that scikit-learn ships (what ``load_digits`` parses): importing
+    ``sklearn.datasets`` costs ~1 s of CPU in every fresh trial process (scipy and friends).
+    Falls back to ``load_digits`` when that file is not where this scikit-learn keeps it."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as fh:
+                table = np.loadtxt(fh, delimiter=",")
+            if table.shape == (1797, 65):
+                return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return bunch.images, bunch.target
+
+
+def _digits_source() -> DataSource:
+    images_8, targets = _digits_arrays()
+    images = torch.tensor(images_8, dtype=torch.float32).unsqueeze(1) / 16.0
     images = torch.nn.functional.interpolate(
         images, size=(DIGITS_SIZE, DIGITS_SIZE), mode="bilinear", align_corners=False
     )
-    labels = torch.tensor(bunch.target, dtype=torch.long)
+    labels = torch.tensor(targets, dtype=torch.long)
     info = DatasetInfo("digits", (1, DIGITS_SIZE, DIGITS_SIZE), 10)
     # Fixed constants (the whole set's statistics) so normalisation does not depend on the split.
-    return InMemoryData(
-        info, images, labels, (0.3052,), (0.3188,), settings=settings, seed=seed, pad=1, flip=False
-    )
+    return DataSource(info, images, labels, (0.3052,), (0.3188,), pad=1, flip=False)
+
+
+def load_digits_data(settings: DataSettings, seed: int) -> InMemoryData:
+    """scikit-learn's offline 8x8 digits (1,797 images), upsampled to 1x16x16; light shifts."""
+    return _digits_source().split(settings, seed)
 
 
 # -- CIFAR in the standard python-pickle format --------------------------------------------------
@@ -279,6 +329,10 @@ def _download_cifar(root: Path, name: str) -> None:
 
 def load_cifar_data(settings: DataSettings, seed: int) -> InMemoryData:
     """CIFAR-10/100 training set from ``data.root`` (python-pickle batches); crop+flip."""
+    return _cifar_source(settings).split(settings, seed)
+
+
+def _cifar_source(settings: DataSettings) -> DataSource:
     name = settings.dataset
     if settings.root is None:
         raise DataError(f"data.root is required for dataset {name!r}")
@@ -297,17 +351,7 @@ def load_cifar_data(settings: DataSettings, seed: int) -> InMemoryData:
     if labels.min() < 0 or labels.max() >= num_classes:
         raise DataError(f"{folder}: labels outside 0..{num_classes - 1}")
     info = DatasetInfo(name, (3, 32, 32), num_classes)
-    return InMemoryData(
-        info,
-        images,
-        labels,
-        CIFAR_MEAN[name],
-        CIFAR_STD[name],
-        settings=settings,
-        seed=seed,
-        pad=4,
-        flip=True,
-    )
+    return DataSource(info, images, labels, CIFAR_MEAN[name], CIFAR_STD[name], pad=4, flip=True)
 
 
 # -- ImageNet-style folders ----------------------------------------------------------------------
@@ -404,10 +448,37 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
-def load_data(settings: DataSettings, seed: int) -> TrialData:
-    """The dataset named by ``settings.dataset``, split and ready to batch."""
+def load_data(settings: DataSettings, seed: int, cache: DataCache | None = None) -> TrialData:
+    """The dataset named by ``settings.dataset``, split and ready to batch; ``cache`` keeps
+    the decoded images for the next trial of the same process (a warm worker)."""
+    if cache is not None:
+        return cache.load(settings, seed)
     if settings.dataset == "digits":
         return load_digits_data(settings, seed)
     if settings.dataset in ("cifar10", "cifar100"):
         return load_cifar_data(settings, seed)
     return FolderData(settings, seed)
+
+
+class DataCache:
+    """Decoded in-memory datasets kept across the trials of one process (a warm worker): the
+    files are read and decoded once, while every trial still gets its own seeded split, so a
+    trial sees exactly the batches a fresh process would give it. Folder datasets are read
+    lazily by their loaders and are not kept."""
+
+    def __init__(self, max_sources: int = 2) -> None:
+        self.max_sources = max_sources
+        self._sources: dict[tuple[str, str | None], DataSource] = {}
+
+    def load(self, settings: DataSettings, seed: int) -> TrialData:
+        if settings.dataset not in ("digits", "cifar10", "cifar100"):
+            return FolderData(settings, seed)
+        key = (settings.dataset, settings.root)
+        source = self._sources.pop(key, None)
+        if source is None:
+            digits = settings.dataset == "digits"
+            source = _digits_source() if digits else _cifar_source(settings)
+        self._sources[key] = source  # most recently used last
+        while len(self._sources) > self.max_sources:
+            del self._sources[next(iter(self._sources))]
+        return source.split(settings, seed)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 
 class TrialError(Exception):
     """A trial cannot produce metrics; ``kind`` is the outcome name the runners report."""
@@ -35,6 +33,8 @@ _OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memor
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA/CPU allocator failures, which torch raises as several exception types."""
+    import torch  # here, not at import: the trial processes' entry modules stay light
+
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     message = str(exc).lower()

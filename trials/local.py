@@ -14,13 +14,13 @@ import json
 import logging
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 from hwnas.atomic import write_json_atomic
-from hwnas.contract import failed_result, ok_result
+from hwnas.contract import failed_result
 from hwnas.trials.errors import TrialError
+from hwnas.trials.session import TrialSession
 
 log = logging.getLogger("hwnas.trials.local")
 
@@ -43,24 +43,20 @@ def read_request(path: str | os.PathLike[str]) -> dict[str, Any]:
     return request
 
 
-def run_request(request_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Run one request and return the result dict (never raises for a trial's own failure)."""
+def run_request(
+    request_path: str | os.PathLike[str], session: TrialSession | None = None
+) -> dict[str, Any]:
+    """Run one request and return the result dict (never raises for a trial's own failure).
+    ``session``: what a warm worker keeps between runs (``hwnas.trials.session``); a fresh
+    process runs with a new one, so both train the same way. An ok result also carries
+    ``"timings"``: where the run's time went."""
     try:
         request = read_request(request_path)
-        # Imported here so a broken install still yields a result file, not a traceback.
-        # A stand-alone architecture or, with ``hparams.kind: supernet``, a supernet.
-        from hwnas.trials.dispatch import train_to
-
-        trial_id = request.get("trial_id")
-        log.info("trial %s: training to %d epochs", trial_id, request["length"])
-        metrics = train_to(request["hparams"], request["length"], request["checkpoint_dir"])
-        return ok_result(metrics)
     except TrialError as exc:
         log.error("trial failed (%s): %s", exc.kind, exc)
         return failed_result(exc.kind, str(exc))
-    except Exception as exc:
-        traceback.print_exc()
-        return failed_result("error", f"{type(exc).__name__}: {exc}")
+    log.info("trial %s: training to %d epochs", request.get("trial_id"), request["length"])
+    return (session or TrialSession()).run(request)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,4 +77,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hwnas.trials.session import exit_without_teardown
+
+    exit_without_teardown(main())

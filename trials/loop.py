@@ -396,11 +396,13 @@ class TrialRun:
             self._cost = {"params": params, "flops": flops}
         return self._cost
 
-    def measure_latency(self) -> dict[str, Any]:
+    def measure_latency(self, worker: Any = None) -> dict[str, Any]:
         """The latency module's figures for this architecture, measured once per trial.
 
         Runs outside any timed training loop, and leaves every RNG as it found it so that a
-        trial measured at a different moment still trains bitwise the same."""
+        trial measured at a different moment still trains bitwise the same. ``worker``: a
+        running ``hwnas.latency.worker.OnnxWorker`` to time in (a warm trial worker keeps one)
+        instead of starting one for this measurement."""
         if self.latency is not None or not self.hp.latency.enabled:
             return self.latency or {}
         from hwnas import latency
@@ -420,7 +422,12 @@ class TrialRun:
             calibration = self.calibration_images()
         try:
             result = latency.measure_architecture(
-                self.space, self.arch, target, cache_path=settings.cache, calibration=calibration
+                self.space,
+                self.arch,
+                target,
+                cache_path=settings.cache,
+                calibration=calibration,
+                worker=worker,
             )
         finally:
             restore_rng_state(rng)

@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 from hwnas.contract import RESULT_GROUP, RESULT_KEY, failed_result, json_safe, ok_result
 from hwnas.trials.errors import InvalidTrial, TrainingDiverged
 from hwnas.trials.hparams import HParamsError
+from hwnas.trials.session import PHASES, PhaseTimer, seconds_since_process_start
 
 log = logging.getLogger("hwnas.trials.train")
 
@@ -96,25 +97,52 @@ class _Trial:
         self.core = core_context
         self.hparams, self.latest, self.factory = hparams, latest_checkpoint, factory
         self.run: Any = None
+        self.timer = PhaseTimer()
+        self.before_s = seconds_since_process_start()  # interpreter, imports, Core API init
 
     def get(self) -> Any:
         if self.run is None:
             if self.factory is None:
-                from hwnas.trials.dispatch import make_run
-
-                self.factory = make_run  # TrialRun, or SupernetRun for ``kind: supernet``
-            self.run = self.factory(self.hparams)
+                self.run = self._make_run()
+            else:
+                with self.timer.phase("build"):  # the dataset is loaded here too
+                    self.run = self.factory(self.hparams)
             if self.latest is not None:
-                with self.core.checkpoint.restore_path(self.latest) as path:
+                with (
+                    self.timer.phase("restore"),
+                    self.core.checkpoint.restore_path(self.latest) as path,
+                ):
                     self.run.restore(path)
         return self.run
+
+    def _make_run(self) -> Any:
+        """A ``TrialRun``, or a ``SupernetRun`` for ``kind: supernet`` (which loads its own
+        data), with the imports, the dataset and the build timed apart."""
+        with self.timer.phase("startup"):  # torch and the training code
+            from hwnas.trials.dispatch import make_run
+            from hwnas.trials.loop import TrialRun
+            from hwnas.trials.supernet.settings import is_supernet
+        if is_supernet(self.hparams):
+            with self.timer.phase("build"):
+                return make_run(self.hparams)
+        from hwnas.trials.data import load_data
+        from hwnas.trials.hparams import parse_hparams
+
+        hp = parse_hparams(self.hparams)
+        with self.timer.phase("data"):
+            data = load_data(hp.data, hp.seed)
+        with self.timer.phase("build"):
+            return TrialRun(self.hparams, data=data)
 
     @property
     def epoch(self) -> int:
         return 0 if self.run is None else int(self.run.epoch)
 
     def store(self) -> None:
-        with self.core.checkpoint.store_path({"steps_completed": self.run.epoch}) as (path, _):
+        with (
+            self.timer.phase("checkpoint"),
+            self.core.checkpoint.store_path({"steps_completed": self.run.epoch}) as (path, _),
+        ):
             self.run.save(path)
 
     def train_and_validate(
@@ -122,28 +150,58 @@ class _Trial:
     ) -> dict[str, Any] | None:
         """Train to ``length`` and validate; the metrics, or None when preempted first."""
         run = self.get()
+        measured_now = False
+        # A stand-alone architecture's latency (a supernet measures its derived one at the end).
+        from hwnas.trials.supernet.settings import is_supernet
+
+        if (
+            run.latency is None
+            and hasattr(run, "measure_latency")
+            and not is_supernet(self.hparams)
+        ):
+            # Before training: it depends on the architecture alone, so the next epoch's
+            # checkpoint carries it and no checkpoint is stored for it alone (an upload on a
+            # cluster); the measurement leaves the RNGs as they were.
+            with self.timer.phase("latency"):
+                run.measure_latency()
+            measured_now = run.latency is not None
+        stored = False
 
         def after_epoch(epoch: int, train_metrics: dict[str, Any]) -> None:
+            nonlocal stored
             self.store()
+            stored = True
             self.core.train.report_training_metrics(
                 steps_completed=epoch, metrics=reportable(train_metrics)
             )
             progress(epoch)
 
-        if not run.train_to(
-            length, after_epoch=after_epoch, should_stop=self.core.preempt.should_preempt
-        ):
+        with self.timer.phase("train"):
+            finished = run.train_to(
+                length, after_epoch=after_epoch, should_stop=self.core.preempt.should_preempt
+            )
+        if not finished:
             return None  # preempted: the checkpoint is stored; the master restarts us later
-        had_latency = run.latency is not None
-        metrics = run.metrics()
+        # Whether the last checkpoint holds the figure (restored with it, or stored since).
+        kept = run.latency is not None and (stored or not measured_now)
+        with self.timer.phase("validate"):
+            metrics = run.metrics()
         # Keep the measurement (a restarted trial need not redo it) and a supernet's ranking
         # (stored beside its checkpoint).
-        if (run.latency is not None and not had_latency) or getattr(run, "ranking", None):
+        if (run.latency is not None and not kept) or getattr(run, "ranking", None):
             self.store()
         self.core.train.report_validation_metrics(
             steps_completed=run.epoch, metrics=reportable(metrics)
         )
+        log.info("hwnas timings %s", json.dumps(self.timings()))
         return metrics
+
+    def timings(self) -> dict[str, float]:
+        """Wall seconds per phase so far (``hwnas.trials.session.PHASES``); ``startup`` counts
+        from the process start."""
+        seconds = dict(self.timer.seconds)
+        seconds["startup"] = seconds.get("startup", 0.0) + self.before_s
+        return {k: round(seconds.get(k, 0.0), 4) for k in PHASES}
 
 
 def _serve_operations(
@@ -272,4 +330,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hwnas.trials.session import exit_without_teardown
+
+    exit_without_teardown(main())
