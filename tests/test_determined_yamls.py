@@ -235,3 +235,20 @@ def test_the_sdk_driver_experiment_runs_the_sweep_script_on_a_shared_folder() ->
     [mount] = config["bind_mounts"]
     assert env["HWNAS_SWEEP_DIR"] == mount["container_path"] and not mount["read_only"]
     assert config["resources"]["slots_per_trial"] == 0 and config["max_restarts"] >= 1
+
+
+def test_supernet_experiment_trains_the_supernet_of_the_local_example() -> None:
+    """det_supernet_*.yaml: a `searcher: single` experiment whose hyperparameters the master
+    hands over unchanged and the supernet trial accepts, trained to the planned length."""
+    from hwnas.driver.determined.experiment_config import exact_hyperparameters
+    from hwnas.trials.supernet.settings import is_supernet, parse_supernet_hparams
+
+    config = load_yaml_mapping(REPO / "experiment_yamls" / "det_supernet_darts_cifar10.yaml")
+    hp = config["hyperparameters"]
+    assert config["entrypoint"] == "python3 -m hwnas.trials.train"
+    assert is_supernet(hp) and exact_hyperparameters(hp) == hp
+    parsed = parse_supernet_hparams(hp)
+    assert parsed.training.max_epochs == hp["target_length"]
+    assert config["searcher"]["max_length"] == {"epochs": hp["target_length"]}
+    local = yaml.safe_load((REPO / "experiment_yamls/supernet/darts_cifar10.yaml").read_text())
+    assert {k: v for k, v in hp.items() if k != "target_length"} == local
