@@ -4,7 +4,8 @@ Run as ``scripts/gpu-check`` on a machine with a CUDA GPU (written for one H100/
 run stays inside ``--budget-s``, 450 s by default). Paths: NVML facts; the torch-free CUDA
 runtime the TensorRT backend uses (cuda-python buffers, stream, events); torch-cuda eager,
 ``torch.compile`` and CUDA graph; ONNX Runtime's CUDA and TensorRT execution providers; native
-TensorRT fp16 / fp32 / int8; bf16 autocast vs fp32 training throughput on an NB201 cell.
+TensorRT fp16 / fp32 / int8; bf16 autocast vs fp32 training throughput on an NB201 cell; a
+small local search whose trials run in a warm worker on the GPU.
 
 Each check runs in its own child process with a time limit, so a crash or a hang costs one
 row. A check whose runtime is not installed is skipped with the reason and with why it could
@@ -99,6 +100,13 @@ CHECKS = (
         150,
         "native TensorRT, Q/DQ int8 ONNX from calibration images",
         ("tensorrt", "cuda.bindings", "onnxruntime"),
+    ),
+    Check(
+        "warm-workers",
+        150,
+        "a 4-trial local search on GPU 0 in a warm worker: promotions in memory, fixed cost/rung",
+        # the whole local search: hwnas's own dependencies, digits from scikit-learn's files
+        ("torch", "pydantic", "yaml", "rich", "scipy", "moocore", "matplotlib", "sklearn"),
     ),
 )
 BY_NAME = {c.name: c for c in CHECKS}
@@ -291,6 +299,47 @@ def check_train_amp(workdir: Path) -> dict[str, Any]:
     }
 
 
+def check_warm_workers(workdir: Path) -> dict[str, Any]:
+    """``experiment_yamls/local_smoke.yaml`` with its trials on the GPU (``devices: auto``: one
+    warm worker per GPU) and latency on torch-cuda: every run must succeed, promoted trials
+    continue in the worker's memory, and each rung's fixed cost (a run's wall time less
+    training, validation and latency) is reported."""
+    import statistics
+
+    import torch
+    import yaml
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("no usable CUDA device: torch.cuda.is_available() is False")
+    from hwnas.api import search
+
+    config = yaml.safe_load((ROOT / "experiment_yamls" / "local_smoke.yaml").read_text())
+    config["latency"] = {"backend": "torch-cuda"}
+    config["budget"]["max_concurrent"] = 1
+    config["runner"] = {"trial_timeout_s": 120, "devices": "auto", "warm_workers": True}
+    started = time.perf_counter()
+    result = search(config, workdir / "search", progress=False)
+    wall = time.perf_counter() - started
+    failed = [t for t in result.trials if t["status"] not in ("completed", "stopped")]
+    if failed:
+        raise RuntimeError(f"trials failed: {[(t['trial_id'], t['message']) for t in failed]}")
+    trials = workdir / "search" / "trials"
+    runs = [json.loads(p.read_text()) for p in sorted(trials.glob("*/result_*.json"))]
+    fixed = [
+        r["timings"]["run"] - sum(r["timings"][k] for k in ("train", "validate", "latency"))
+        for r in runs
+    ]
+    logs = [p.read_text() for p in trials.glob("*/log.txt")]
+    return {
+        "trials": len(result.trials),
+        "runs": len(runs),
+        "continued_in_memory": sum(log.count("continuing in memory") for log in logs),
+        "fixed_s_per_rung_median": round(statistics.median(fixed), 4),
+        "latency_device": runs[0]["metrics"].get("latency_device"),
+        "wall_s": round(wall, 1),
+    }
+
+
 RUNNERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "nvml": check_nvml,
     "cuda-runtime": check_cuda_runtime,
@@ -303,6 +352,7 @@ RUNNERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "trt-fp16": check_trt_fp16,
     "trt-fp32": check_trt_fp32,
     "trt-int8": check_trt_int8,
+    "warm-workers": check_warm_workers,
 }
 
 
@@ -314,6 +364,8 @@ HOW_TO_GET = {
     "pynvml": "pip install nvidia-ml-py",
     "pydantic": "carry it: scripts/gpu-check --fetch-wheels where PyPI is reachable",
     "torch": "install a CUDA build of torch",
+    "sklearn": "pip install hwnas's dependencies (the local search needs all of them)",
+    "moocore": "pip install hwnas's dependencies (the local search needs all of them)",
 }
 
 
