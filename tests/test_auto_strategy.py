@@ -37,7 +37,7 @@ class CountingCost:
 
 
 def test_auto_is_registered_and_random_stays_the_default():
-    """auto is opt-in: it trails random search on one NB201 figure at 50 queries (README)."""
+    """auto is opt-in: random stays the default until the maintainers decide (README)."""
     assert "auto" in STRATEGIES.names()
     assert StrategyConfig().name == "random"
     assert STRATEGIES.get("auto").multi_objective
@@ -227,3 +227,8 @@ def test_lazy_ranking_gives_the_order_of_the_whole_pool(multi: bool) -> None:
             stds[m] = np.zeros(len(X))
     want = np.argsort(-s._acquire(means, stds), kind="stable")[:70]
     np.testing.assert_array_equal(got, want)
+    whole = _Ranking(s, models, X[:4000])  # under LAZY_MIN: scored whole at once
+    assert whole.done == 4000
+    sub = {m: v[:4000] for m, v in means.items()}, {m: v[:4000] for m, v in stds.items()}
+    want = np.argsort(-s._acquire(*sub), kind="stable")[:70]
+    np.testing.assert_array_equal(whole.top(70), want)

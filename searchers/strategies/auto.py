@@ -28,17 +28,21 @@ shortlist of 32 look-ups beat 8 (raspi4 hypervolume 0.994 vs 0.987); neighbours-
 ranked held-out NB201 cells worse than the isotropic grid-tuned GP (Kendall tau 0.29-0.49 vs
 0.47-0.62 at 50-200 random cells) at 100-300x its fitting time, so the numpy GP stays.
 
-Why it is not the default (``random`` is): the reduced issue-15 grid (20 seeds, 50/100
-queries; mo on cifar10 x raspi4/pixel2/eyeriss/1080ti_1 and cifar100 x raspi4, so on both
-datasets, con on raspi4/pixel2; README, "Strategy evaluation") has ``auto`` ahead of random
-search on 19 of 28 setting x figure x budget cells, tied on 6, but behind on 3: the test
-accuracy under the median latency bound after 50 multi-objective queries (raspi4 91.80 vs
-92.43, eyeriss 92.85 vs 93.30, 1080ti_1 91.71 vs 92.39; expected hypervolume improvement
-spreads the first queries along the whole front). At 100 queries it is never behind random.
+Where it stands (``random`` stays the default; the choice is the maintainers'): on the reduced
+issue-15 grid (20 seeds, 50/100 queries; mo on cifar10 x raspi4/pixel2/eyeriss/1080ti_1 and
+cifar100 x raspi4, so on both datasets, con on raspi4/pixel2; README, "Strategy evaluation")
+``auto`` is ahead of random search on 20 of 28 setting x figure x budget cells and tied on 8;
+against the best peer (Optuna TPE) ahead on 13, tied on 14 and behind on 1: the test accuracy
+under the median latency bound after 50 multi-objective queries on 1080ti_1 (92.07 vs 92.92).
+EHVI alternates its scale (``ehvi_scale``): in accuracy's own units alone it sent most queries
+to the fastest architectures and trailed random search on that figure at 50 queries on
+raspi4, eyeriss and 1080ti_1 (91.80, 92.85, 91.71; now 92.48, 93.31, 92.07).
 Decision time (``benchmarks/decision_time.py``, thread CPU, median per proposal after 200
-results): 56 ms on NB201 (5,425 keys), 129 ms on NB201's full cells (15,625, the tabular
-backend's space: over the 100 ms target; the posterior variance's triangular solve over the
-whole pool is most of it); 0.63 s after 10,000 results on MobileNet.
+results): 33 ms on NB201 (5,425 keys), 68 ms on NB201's full cells (15,625, the tabular
+backend's space; 127 ms with the whole pool's spread); 0.61 s after 10,000 results on
+MobileNet. The posterior spread is computed
+only for the candidates whose upper bound could reach the top (``_Ranking``): the same order
+as scoring the whole pool, at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -512,8 +516,13 @@ class _Ranking:
     decision's time on NB201's 15,625 cells; the means are cheap. Every candidate's score is
     bounded from above with ``GaussianProcess.std_upper``; exact scores are computed in order of
     that bound, in growing chunks, until the ``n`` best exact scores all exceed every bound
-    left. The order is the one a full computation gives (ties: the lower index first).
+    left. The order is the one a full computation gives (ties: the lower index first). A pool
+    under ``LAZY_MIN`` candidates is scored whole at once: there the bound's pass and the
+    chunks cost more than they save (MobileNet, 2,000 candidates after 10,000 results: 668 vs
+    617 ms per decision).
     """
+
+    LAZY_MIN = 4096
 
     def __init__(self, strategy: AutoSearch, models: dict[str, GaussianProcess], X: np.ndarray):
         self.strategy = strategy
@@ -523,12 +532,16 @@ class _Ranking:
         n = len(X)
         self.spread = [m for m in models if strategy._needs_spread(m)]
         self.stds = {m: np.zeros(n) if m not in self.spread else np.full(n, np.nan) for m in models}
+        self.score = np.full(n, -np.inf)
+        if n < self.LAZY_MIN:  # small pool: every score at once
+            self._evaluate(np.arange(n))
+            self.upper, self.by_upper, self.done = self.score, np.arange(n), n
+            return
         bounds = {m: np.zeros(n) for m in models}
         for m in self.spread:
             bounds[m] = models[m].std_upper(self.cross[m])
         self.upper = strategy._acquire(self.means, bounds, upper=True)
         self.by_upper = np.argsort(-self.upper, kind="stable")
-        self.score = np.full(n, -np.inf)
         self.done = 0  # exact scores known for by_upper[:done]
 
     def top(self, k: int) -> np.ndarray:
