@@ -195,6 +195,30 @@ def reduction_layers(layers: int) -> tuple[int, int]:
     return layers // 3, 2 * layers // 3
 
 
+def stack_cells(
+    stem: DartsStem,
+    C: int,
+    layers: int,
+    make_cell: Callable[[int, int, int, bool, bool], nn.Module],
+) -> tuple[nn.ModuleList, int]:
+    """DARTS's macro skeleton after the stem: ``layers`` cells, the channels doubled at each
+    reduction layer, each cell reading the two previous outputs. ``make_cell(c_prev_prev,
+    c_prev, c_curr, reduction, reduction_prev)`` builds one cell (with a ``multiplier``: how
+    many node outputs it concatenates); returns the cells and the last one's output channels."""
+    c_prev_prev, c_prev = stem.out_channels
+    c_curr, reduction_prev = C, stem.reduction_prev
+    cells = []
+    for i in range(layers):
+        reduction = i in reduction_layers(layers)
+        if reduction:
+            c_curr *= 2
+        cell = make_cell(c_prev_prev, c_prev, c_curr, reduction, reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
+    return nn.ModuleList(cells), c_prev
+
+
 class DartsStem(nn.Module):
     """The CIFAR stem (3x3 conv to 3C + BN; both cell inputs are its output) or the ImageNet
     stem (stem0: two stride-2 3x3 convs to C; stem1: a third one), returning ``(s0, s1)``."""
@@ -253,19 +277,14 @@ class DartsNetwork(nn.Module):
         normal, reduce = genotype
         self.drop_path = float(drop_path)
         self.stem = DartsStem(stem, in_channels, C, nn.BatchNorm2d)
-        c_prev_prev, c_prev = self.stem.out_channels
-        c_curr, reduction_prev = C, self.stem.reduction_prev
-        cells = []
-        for i in range(layers):
-            reduction = i in reduction_layers(layers)
-            if reduction:
-                c_curr *= 2
-            cell_arch = reduce if reduction else normal
-            cell = DartsCell(cell_arch, c_prev_prev, c_prev, c_curr, reduction, reduction_prev)
-            cells.append(cell)
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
-        self.cells = nn.ModuleList(cells)
+        self.cells, c_prev = stack_cells(
+            self.stem,
+            C,
+            layers,
+            lambda cpp, cp, c, reduction, reduction_prev: DartsCell(
+                reduce if reduction else normal, cpp, cp, c, reduction, reduction_prev
+            ),
+        )
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, int(num_classes))
 

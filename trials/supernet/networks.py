@@ -27,7 +27,7 @@ from torch import nn
 
 from hwnas.spaces import darts as darts_space
 from hwnas.spaces import nb201 as nb201_space
-from hwnas.spaces.darts_model import DartsStem, make_op, preprocessors, reduction_layers
+from hwnas.spaces.darts_model import DartsStem, make_op, preprocessors, stack_cells
 from hwnas.spaces.shapes import check_build_args
 
 Weights = Mapping[str, torch.Tensor]
@@ -342,20 +342,14 @@ class DartsSupernet(SupernetBase):
         names = [self.space_ops[i] for i in self.op_ids]
         cell_bn = norm_factory(bn_mode, bn_affine)
         self.stem = DartsStem(stem, in_channels, C, norm_factory(bn_mode, True))
-        c_prev_prev, c_prev = self.stem.out_channels
-        c_curr, reduction_prev = C, self.stem.reduction_prev
-        cells = []
-        for i in range(layers):
-            reduction = i in reduction_layers(layers)
-            if reduction:
-                c_curr *= 2
-            cell = _DartsMixedCell(
-                names, c_prev_prev, c_prev, c_curr, reduction, reduction_prev, cell_bn
-            )
-            cells.append(cell)
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
-        self.cells = nn.ModuleList(cells)
+        self.cells, c_prev = stack_cells(
+            self.stem,
+            C,
+            layers,
+            lambda cpp, cp, c, reduction, reduction_prev: _DartsMixedCell(
+                names, cpp, cp, c, reduction, reduction_prev, cell_bn
+            ),
+        )
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, int(num_classes))
 
