@@ -81,14 +81,21 @@ def load_batchnorm_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
 
 
 @contextlib.contextmanager
-def batchnorm_statistics(model: nn.Module, state: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Run the block with ``state``'s statistics loaded; the model's own come back after."""
+def kept_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
+    """Run the block (which may recalibrate); the model's statistics come back after."""
     own = batchnorm_state(model)
-    load_batchnorm_state(model, state)
     try:
         yield
     finally:
         load_batchnorm_state(model, own)
+
+
+@contextlib.contextmanager
+def batchnorm_statistics(model: nn.Module, state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Run the block with ``state``'s statistics loaded; the model's own come back after."""
+    with kept_batchnorm_statistics(model):
+        load_batchnorm_state(model, state)
+        yield
 
 
 def recalibrate_batchnorm(
@@ -155,6 +162,7 @@ __all__ = [
     "batchnorm_layers",
     "batchnorm_state",
     "batchnorm_statistics",
+    "kept_batchnorm_statistics",
     "load_batchnorm_state",
     "recalibrate_batchnorm",
 ]

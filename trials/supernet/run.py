@@ -38,7 +38,7 @@ from torch import nn
 
 from hwnas.atomic import write_json_atomic
 from hwnas.spaces import ArchitectureError, get_space
-from hwnas.trials.batchnorm import batchnorm_state, batchnorm_statistics
+from hwnas.trials.batchnorm import kept_batchnorm_statistics
 from hwnas.trials.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -355,7 +355,7 @@ class SupernetRun:
         recalibration must not change what training continues from)."""
         self.model.eval()
         try:
-            with torch.no_grad(), batchnorm_statistics(self.model, batchnorm_state(self.model)):
+            with torch.no_grad(), kept_batchnorm_statistics(self.model):
                 yield
         finally:
             self.model.train()
