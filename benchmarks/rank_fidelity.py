@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -36,6 +35,7 @@ import numpy as np
 
 from hwnas.atomic import write_json_atomic
 from hwnas.driver.curves import CurveRow, CurveTable, load_curve_table
+from hwnas.paths import user_cache_dir
 
 #: Small networks for 16x16 digits, so that both spaces train in well under an hour on two
 #: shared cores. NB201 as in the smoke config; MobileNet with four stages, a stride-2 stem
@@ -63,11 +63,8 @@ ACCURACY, RUNNING = "validation_accuracy", "validation_accuracy_running"
 
 
 def default_cache_dir() -> Path:
-    """``$HWNAS_CACHE_DIR/curves``, else ``$XDG_CACHE_HOME/hwnas/curves`` or ``~/.cache``."""
-    if os.environ.get("HWNAS_CACHE_DIR"):
-        return Path(os.environ["HWNAS_CACHE_DIR"]) / "curves"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "hwnas" / "curves"
+    """``curves`` in hwnas's cache folder (``hwnas.paths.user_cache_dir``)."""
+    return user_cache_dir() / "curves"
 
 
 def settings_for(

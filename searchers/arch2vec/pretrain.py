@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hwnas.atomic import atomic_open, atomic_path
+from hwnas.paths import user_cache_dir
 from hwnas.searchers.arch2vec.model import Arch2VecConfig, GraphVAE, graphs_to_tensors, vae_loss
 from hwnas.spaces.base import SearchSpace
 
@@ -244,14 +245,6 @@ def check_model_fits(meta: dict[str, Any], space: SearchSpace, path: str | Path)
             f"{path} was trained on node ops {meta.get('op_names')}, but space {space.name!r} "
             f"uses {space.graph_op_names()}"
         )
-
-
-def user_cache_dir() -> Path:
-    """``$HWNAS_CACHE_DIR`` or ``$XDG_CACHE_HOME/hwnas`` or ``~/.cache/hwnas``."""
-    if os.environ.get("HWNAS_CACHE_DIR"):
-        return Path(os.environ["HWNAS_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "hwnas"
 
 
 def graph_format_key(space: SearchSpace) -> str:
