@@ -24,12 +24,12 @@ import yaml
 
 from hwnas.driver.local import LocalBackend, load_state, run_search
 from hwnas.driver.processes import DEFAULT_TRIAL_COMMAND, TrialPool
-from hwnas.driver.progress import ProgressView
 from hwnas.driver.workers import WorkerPool
 from hwnas.searchers.config import parse_config
 from hwnas.trials.checkpoint import load_checkpoint
 from hwnas.trials.loop import TIMING_KEYS
 from hwnas.trials.session import TrialSession
+from tests.test_local_runner import _alive, _final, _quiet
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -51,18 +51,6 @@ CONFIG = {
     "budget": {"max_trials": 8, "max_concurrent": 2},
     "runner": {"trial_timeout_s": 20, "devices": "cpu"},
 }
-
-
-def _quiet() -> ProgressView:
-    return ProgressView(sys.stderr, live=False, quiet=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _fake_backend(*faults: str, timeout_s: float = 20.0, slots: int = 2, sleep: float = 0.0):
@@ -94,19 +82,6 @@ def _ledger(out: Path) -> list[tuple[int, int, int, int]]:
     if not path.exists():
         return []
     return [tuple(int(x) for x in line.split()) for line in path.read_text().splitlines()]
-
-
-def _final(out: Path) -> dict[int, tuple[str, tuple[int, ...], str | None]]:
-    state = load_state(out)
-    kinds = {e["trial_id"]: e["kind"] for e in state["loop"]["timeline"] if not e["ok"]}
-    return {
-        t["trial_id"]: (
-            t["arch"],
-            tuple(r["length"] for r in t["results"]),
-            kinds.get(t["trial_id"]),
-        )
-        for t in state["method"]["trials"]
-    }
 
 
 # -- isolation: a failing worker costs only its run -------------------------------------------
@@ -188,8 +163,8 @@ def test_hard_kill_of_the_runner_takes_its_workers_and_resume_trains_nothing_twi
     script = tmp_path / "drive.py"
     script.write_text(
         "import sys\n"
-        f"sys.path.insert(0, {str(TESTS)!r})\n"
-        "from test_workers import _fake_backend\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from tests.test_workers import _fake_backend\n"
         "from hwnas.driver.local import run_search\n"
         "factory, _ = _fake_backend(sleep=0.3)\n"
         f"run_search(sys.argv[1], {str(out)!r}, backend_factory=factory)\n"
