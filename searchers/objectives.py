@@ -163,16 +163,19 @@ class Objectives:
         return len(self.objectives) > 1 and self.scalarization is None
 
     @property
-    def modelled_metrics(self) -> tuple[str, ...]:
-        """What a surrogate predicts: the objectives (or the scalarisation's inputs) and every
-        constrained metric."""
+    def scored_metrics(self) -> tuple[str, ...]:
+        """What a strategy's score or front reads: the objectives, or the scalarisation's
+        inputs (a metric that is only constrained is not among them)."""
         if self.is_multi_objective:
-            names = list(self.metrics)
-        elif self.scalarization is not None:
-            names = [self.scalarization.metric, self.scalarization.cost]
-        else:
-            names = [self.metrics[0]]
-        names += [c.metric for c in self.constraints]
+            return tuple(self.metrics)
+        if self.scalarization is not None:
+            return tuple(dict.fromkeys([self.scalarization.metric, self.scalarization.cost]))
+        return (self.metrics[0],)
+
+    @property
+    def modelled_metrics(self) -> tuple[str, ...]:
+        """What a surrogate predicts: ``scored_metrics`` and every constrained metric."""
+        names = [*self.scored_metrics, *(c.metric for c in self.constraints)]
         return tuple(dict.fromkeys(names))
 
     def vector(self, values: Mapping[str, Any]) -> np.ndarray:

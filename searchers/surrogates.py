@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,10 +12,21 @@ GP_GRID = tuple((ls, noise) for ls in (1.0, 2.0, 4.0, 8.0) for noise in (0.01, 0
 
 
 def matern52(d: np.ndarray) -> np.ndarray:
-    """Matern-5/2 correlation of scaled distances ``d``."""
-    r = np.sqrt(5.0) * d
-    out = np.exp(-r)
-    out *= 1.0 + r + r * r / 3.0
+    """Matern-5/2 correlation of scaled distances ``d``, in ``d``'s precision.
+
+    Updated in place: on a pool's float32 kernel this is ~4x faster than the plain
+    expression, whose float64 constant ``np.sqrt(5.0)`` promoted every pass to float64.
+    """
+    d = np.asarray(d)
+    dtype = d.dtype if d.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    r = np.multiply(d, dtype.type(math.sqrt(5.0)), dtype=dtype)
+    out = np.negative(r)
+    np.exp(out, out=out)
+    poly = np.square(r)  # r^2 / 3 + r + 1
+    poly *= dtype.type(1.0 / 3.0)
+    poly += r
+    poly += 1.0
+    out *= poly
     return out
 
 
@@ -65,6 +77,7 @@ class GaussianProcess:
         if best is None:
             raise np.linalg.LinAlgError("no kernel setting gave a positive-definite matrix")
         _, self.params, self.chol, self.alpha = best
+        self._inv: np.ndarray | None = None
         self.X = X
         return self
 
@@ -77,9 +90,13 @@ class GaussianProcess:
         """Posterior mean per row (no variance: a fraction of ``predict``'s cost)."""
         return self.mean_from_cross(self._cross(Xs))
 
-    def cross(self, Xs: np.ndarray) -> np.ndarray:
+    def cross(self, Xs: np.ndarray, dist: np.ndarray | None = None) -> np.ndarray:
         """The kernel between ``Xs`` and the training rows, for the ``*_from_cross`` methods
-        (one kernel serves the mean of a whole pool and the spread of a part of it)."""
+        (one kernel serves the mean of a whole pool and the spread of a part of it).
+        ``dist``: ``distances(Xs, X)`` to the training rows ``X``, when the caller has them
+        (models fitted on the same rows share them)."""
+        if dist is not None:
+            return matern52(np.asarray(dist, dtype=np.float32) / np.float32(self.params[0]))
         return self._cross(Xs)
 
     def mean_from_cross(self, Ks: np.ndarray) -> np.ndarray:
@@ -90,11 +107,28 @@ class GaussianProcess:
     def std_from_cross(self, Ks: np.ndarray) -> np.ndarray:
         """Posterior standard deviation of the rows whose kernel is ``Ks`` (each row's value
         depends on that row alone: a part of a pool gets what the whole pool would)."""
-        from scipy.linalg import solve_triangular
+        from scipy.linalg.blas import strmm
 
-        v = solve_triangular(self.chol.astype(np.float32), Ks.T, lower=True, check_finite=False)
+        if len(Ks) == 0:
+            return np.zeros(0)
+        # v = L^-1 k(x) for every row at once: a triangular matrix product (BLAS trmm), made
+        # once per fit; 15,625 x 200 in 9 ms against 14 ms (general product) and 37 ms (a
+        # triangular solve against every row)
+        Kt = np.asarray(Ks, dtype=np.float32).T  # (training rows, candidates), Fortran order
+        v = strmm(1.0, self._chol_inv(), Kt, side=0, lower=1)
         var = np.maximum(1.0 - np.einsum("ij,ij->j", v, v, dtype=np.float64), 1e-12)
         return np.sqrt(var) * self.sd
+
+    def _chol_inv(self) -> np.ndarray:
+        """``L^-1`` of the fitted kernel's Cholesky factor (single precision, Fortran
+        order), made once per fit, when a spread is first asked for."""
+        if self._inv is None:
+            from scipy.linalg import solve_triangular
+
+            eye = np.eye(len(self.chol))
+            inv = solve_triangular(self.chol, eye, lower=True, check_finite=False)
+            self._inv = np.asfortranarray(inv, dtype=np.float32)
+        return self._inv
 
     def std_upper(self, Ks: np.ndarray) -> np.ndarray:
         """An upper bound on ``std_from_cross(Ks)``, at a fraction of its cost: the posterior

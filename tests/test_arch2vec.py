@@ -243,6 +243,45 @@ def test_strategy_is_reproducible_and_state_round_trips_through_json(space):
     assert feasible >= 0.7 >= uniform + 0.15
 
 
+def test_with_a_cost_source_it_proposes_only_within_the_bound_and_keeps_the_look_ups(space):
+    """With a cost source and a bound on its metric, arch2vec looks its pick's cost up
+    before proposing it (latency is cheap, training is not): every proposal meets the bound,
+    nothing is looked up twice, and the look-ups survive a JSON round trip of the state."""
+    from hwnas.searchers.strategies.base import StrategyContext
+
+    objectives = make_objectives([("validation_accuracy", "maximize")], ["latency_ms <= 3.5"])
+
+    class Cost:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def predict(self, arch: str) -> float:
+            self.calls.append(arch)
+            return _synthetic(arch)["latency_ms"]
+
+    cost = Cost()
+    opts = {"initial_random": 5}
+
+    def fresh(seed: int) -> Arch2VecSearch:
+        rng = np.random.default_rng(seed)
+        s = make_strategy("arch2vec", space, objectives, rng, opts, StrategyContext(cost=cost))
+        assert isinstance(s, Arch2VecSearch)
+        return s
+
+    a = fresh(3)
+    asked = _run(a, 20)
+    modelled = asked[5:]  # the first five are uniform samples
+    assert all(_synthetic(x)["latency_ms"] <= 3.5 for x in modelled)
+    assert len(set(cost.calls)) == len(cost.calls) > 0
+    assert a.lookups.values  # look-ups that broke the bound are known, never proposed
+    assert any(v > 3.5 for v in a.lookups.values.values())
+    state = json.loads(json.dumps(a.state_dict()))
+    b = fresh(77)
+    b.load_state_dict(state, a.history)
+    assert b.lookups.values == a.lookups.values
+    assert _run(a, 4) == _run(b, 4)
+
+
 def test_strategy_single_objective_climbs(space):
     """Guided by its model, arch2vec's 25 asks after 5 random ones find cells at least as good
     as 25 random picks with the same seed, and the optimum (all six edges convolutions) in

@@ -36,10 +36,10 @@ class CountingCost:
         return metrics(arch)["latency_ms"]
 
 
-def test_auto_is_registered_and_random_stays_the_default():
-    """auto is opt-in: random stays the default until the maintainers decide (README)."""
+def test_auto_is_registered_and_the_default():
+    """A config without a strategy gets auto (README, "Strategy evaluation")."""
     assert "auto" in STRATEGIES.names()
-    assert StrategyConfig().name == "random"
+    assert StrategyConfig().name == "auto"
     assert STRATEGIES.get("auto").multi_objective
 
 
@@ -232,3 +232,28 @@ def test_lazy_ranking_gives_the_order_of_the_whole_pool(multi: bool) -> None:
     sub = {m: v[:4000] for m, v in means.items()}, {m: v[:4000] for m, v in stds.items()}
     want = np.argsort(-s._acquire(*sub), kind="stable")[:70]
     np.testing.assert_array_equal(whole.top(70), want)
+
+
+def test_gp_spread_and_kernel_match_the_textbook_formulas() -> None:
+    """The pool's posterior spread (a triangular product with the stored ``L^-1``, single
+    precision) is the exact GP's, and the Matern kernel keeps float32 inputs in float32."""
+    from hwnas.searchers.surrogates import GaussianProcess, distances, matern52
+
+    rng = np.random.default_rng(1)
+    X, P = rng.normal(size=(30, 4)), rng.normal(size=(500, 4))
+    y = np.sin(X).sum(axis=1)
+    gp = GaussianProcess().fit(X, y)
+    ls, noise = gp.params
+    K = matern52(distances(X, X) / ls) + noise * np.eye(len(X))
+    Ks = matern52(distances(P, X) / ls)
+    var = 1.0 - np.einsum("ij,ji->i", Ks, np.linalg.solve(K, Ks.T))
+    mean, std = gp.predict(P)
+    np.testing.assert_allclose(std, np.sqrt(var) * y.std(), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(
+        mean, Ks @ np.linalg.solve(K, (y - y.mean()) / y.std()) * y.std() + y.mean(), atol=1e-4
+    )
+    assert gp.std_from_cross(gp.cross(P[:0])).shape == (0,)
+    d = np.linspace(0.0, 3.0, 7)
+    r = np.sqrt(5.0) * d
+    np.testing.assert_allclose(matern52(d), (1 + r + r * r / 3) * np.exp(-r))
+    assert matern52(d.astype(np.float32)).dtype == np.float32

@@ -192,7 +192,10 @@ class _Rigged:
 
     def thompson(self, X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         self.seen.append(X)
-        n, j = len(X), len(X) // 2
+        return self._rig(len(X))
+
+    def _rig(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        j = n // 2
         if self.metric == "latency_ms":
             mean, draw = np.full(n, 10.0), np.full(n, 0.5)
             mean[j], draw[j] = 3.0, 3.9
@@ -200,6 +203,36 @@ class _Rigged:
             mean, draw = np.full(n, 0.9), np.full(n, 0.95)
             mean[j], draw[j] = 0.2, 0.2
         return mean, draw
+
+    # arch2vec predicts its pool once per fit (kernel, then mean and spread from it) and
+    # draws ``mean + spread * z`` per ask; with ``_UnitDraws`` (z = 1) the "spread" below
+    # gives the draws above. The "kernel" is the candidates' features themselves; ``X``
+    # (the training rows) is set by the test.
+    X: np.ndarray
+
+    def cross(self, X: np.ndarray, dist: np.ndarray | None = None) -> np.ndarray:
+        self.seen.append(X)
+        return X
+
+    def mean_from_cross(self, X: np.ndarray) -> np.ndarray:
+        return self._rig(len(X))[0]
+
+    def std_from_cross(self, X: np.ndarray) -> np.ndarray:
+        mean, draw = self._rig(len(X))
+        return draw - mean
+
+
+class _UnitDraws:
+    """A generator whose standard normals are all 1 (the rest is the wrapped one's)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def standard_normal(self, n: int) -> np.ndarray:
+        return np.ones(n)
+
+    def __getattr__(self, name: str):
+        return getattr(self.rng, name)
 
 
 #: Each model-based strategy on a small NB201 setting (arch2vec: the shipped model's space).
@@ -220,6 +253,10 @@ def test_both_strategies_judge_feasibility_on_the_posterior_mean(name: str, obje
     seen: list[np.ndarray] = []
     s._models = {m: _Rigged(m, seen) for m in objectives.modelled_metrics}  # type: ignore[attr-defined]
     s.fit_size = len(s.successes())  # type: ignore[attr-defined]  (no refit over the rigged models)
+    s.rng = _UnitDraws(s.rng)  # type: ignore[assignment]
+    if name == "arch2vec":
+        for model in s._models.values():  # type: ignore[attr-defined]
+            model.X = s.embedder.features([a for a, _ in s.successes()])  # type: ignore[attr-defined]
 
     arch = s.ask()
     features = s._encode(arch) if name == "predictor" else s.embedder.features([arch])[0]  # type: ignore[attr-defined]

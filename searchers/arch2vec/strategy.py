@@ -33,7 +33,8 @@ from pydantic import Field
 
 from hwnas.searchers.acquisition import candidate_pool, pick
 from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
-from hwnas.searchers.surrogates import GaussianProcess
+from hwnas.searchers.strategies.costs import CostLookups
+from hwnas.searchers.surrogates import GaussianProcess, distances
 from hwnas.spaces.base import SearchSpace
 
 #: Spaces with at most this many architectures use all of them as the candidate pool.
@@ -141,6 +142,10 @@ class Arch2VecSearch(Strategy):
         self.hyper: dict[str, list[float]] = {}  # metric -> [length_scale, noise]
         self._models: dict[str, GaussianProcess] = {}
         self._embedder: _Embedder | None = None
+        self.lookups = CostLookups(self.context, self.objectives)
+        # the listed pool's posterior (metric -> mean, std; std None where only the mean is
+        # read) under the current models: asks between two fits reuse it
+        self._pool_pred: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
 
     @property
     def embedder(self) -> _Embedder:
@@ -155,7 +160,8 @@ class Arch2VecSearch(Strategy):
 
     # -- what is modelled -----------------------------------------------------------------
     def _fit(self, n: int, seed: int) -> None:
-        """Fit one GP per modelled metric on the first ``n`` successes (most recent kept).
+        """Fit one GP per modelled metric on the first ``n`` successes (most recent kept);
+        the cost metric's GP also on the costs looked up (``CostLookups``).
 
         Hyperparameters are re-tuned when there are none yet or ``tune_every`` new results
         arrived since the last tuning; otherwise the stored ones are reused.
@@ -165,14 +171,24 @@ class Arch2VecSearch(Strategy):
         data = [(a, v) for a, v in self.successes()[:n] if all(m in v for m in metrics)]
         data = data[-opts.max_train :]
         self._models = {}
+        self._pool_pred = None
         self.fit_size, self.fit_seed = n, seed
         if len(data) < 2:
             return
         tune = set(self.hyper) != set(metrics) or n - self.tuned_size >= opts.tune_every
-        X = self.embedder.features([a for a, _ in data])
+        archs = [a for a, _ in data]
+        X = self.embedder.features(archs)
         for m in metrics:
             y = np.array([v[m] for _, v in data], dtype=float)
-            self._models[m] = GaussianProcess().fit(X, y, None if tune else self.hyper[m])
+            Xm = X
+            if m == self.lookups.metric and self.lookups.values:
+                told = set(archs)
+                extra = [(a, c) for a, c in self.lookups.values.items() if a not in told]
+                extra = extra[-opts.max_train :]
+                if extra:
+                    Xm = np.vstack([X, self.embedder.features([a for a, _ in extra])])
+                    y = np.concatenate([y, [c for _, c in extra]])
+            self._models[m] = GaussianProcess().fit(Xm, y, None if tune else self.hyper[m])
         if tune:
             self.hyper = {m: gp.params for m, gp in self._models.items()}
             self.tuned_size = n
@@ -187,15 +203,62 @@ class Arch2VecSearch(Strategy):
             self._fit(n_ok, int(self.rng.integers(2**31 - 1)))
         if not self._models:
             return self._random()
-        pool, X = self._candidates()
+        pool, rows, X = self._candidates()
         if not pool:
             return self._random()
-        means, draws = {}, {}
-        for m, gp in self._models.items():
-            means[m], draws[m] = gp.thompson(X, self.rng)
+        means, draws = self._predict(rows, X)
         told = [v for _, v in self.successes()]
-        best = pick(self.objectives, means, draws, told, self.rng, opts.acquisition)
+        # With a cost source and a bound on its metric, the pick's cost is looked up before
+        # it trains: one that breaks the bound is never proposed, its exact cost replaces the
+        # model's in this pool, and the next pick is taken (the look-ups train the cost GP).
+        cm = self.lookups.metric
+        for _ in range(len(pool)):
+            best = pick(self.objectives, means, draws, told, self.rng, opts.acquisition)
+            if not self.lookups.bounded or cm not in means:
+                break
+            cost = self.lookups.look_up(pool[best])
+            if cost is None or self.lookups.meets_bounds(cost):
+                break
+            means[cm][best] = draws[cm][best] = cost
         return self._remember(pool[best])
+
+    def _predict(
+        self, rows: np.ndarray | None, X: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Posterior means and one Thompson draw per metric for the candidates; a metric
+        only constrained is judged on its mean (``acquisition.pick``), so it gets no spread.
+        ``rows``: the candidates' rows in the listed pool, whose posterior is kept per fit."""
+        scored = self.objectives.scored_metrics
+        if rows is None or self._pool_pred is None:
+            pred: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+            Xp = X if rows is None else self.embedder.x[self.embedder.pool_rows]
+            dist: dict[int, np.ndarray] = {}  # GPs fitted on the same rows share distances
+            for m, gp in self._models.items():
+                if id(gp.X) not in dist:
+                    dist[id(gp.X)] = distances(Xp.astype(np.float32), gp.X.astype(np.float32))
+                Ks = gp.cross(Xp, dist[id(gp.X)])
+                std = gp.std_from_cross(Ks) if m in scored else None
+                pred[m] = (gp.mean_from_cross(Ks), std)
+            if rows is None:
+                return self._draw(pred)
+            self._pool_pred = pred
+        return self._draw(
+            {
+                m: (mean[rows], None if std is None else std[rows])
+                for m, (mean, std) in self._pool_pred.items()
+            }
+        )
+
+    def _draw(
+        self, pred: dict[str, tuple[np.ndarray, np.ndarray | None]]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        means, draws = {}, {}
+        for m, (mean, std) in pred.items():
+            means[m] = mean.copy()
+            draws[m] = (
+                mean.copy() if std is None else mean + std * self.rng.standard_normal(len(mean))
+            )
+        return means, draws
 
     def _random(self) -> str:
         """A uniform sample not proposed before (a few tries; a repeat is left to dedupe)."""
@@ -210,19 +273,26 @@ class Arch2VecSearch(Strategy):
         self.proposed.add(self.space.canonical_key(arch))
         return arch
 
-    def _candidates(self) -> tuple[list[str], np.ndarray]:
-        """Unproposed candidates and their features."""
+    def _candidates(self) -> tuple[list[str], np.ndarray | None, np.ndarray]:
+        """Unproposed candidates (known to break a cost bound: left out), their rows in the
+        listed pool (None when the pool is sampled) and their features."""
         emb = self.embedder
         if emb.listed:
             keep = np.array([k not in self.proposed for k in emb.pool_keys], dtype=bool)
-            rows = emb.pool_rows[keep]
-            return [emb.archs[r] for r in rows], emb.x[rows]
+            idx = np.flatnonzero(keep)
+            rows = emb.pool_rows[idx]
+            archs = [emb.archs[r] for r in rows]
+            if self.lookups.values:
+                ok = [j for j, a in enumerate(archs) if not self.lookups.known_infeasible(a)]
+                idx, archs = idx[ok], [archs[j] for j in ok]
+            return archs, idx, emb.x[emb.pool_rows[idx]]
         opts: Arch2VecOptions = self.options  # type: ignore[assignment]
         ok = self.successes()
         order = sorted(range(len(ok)), key=lambda i: (self.objectives.ranking_key(ok[i][1]), i))
         parents = [ok[i][0] for i in order[-5:]]
         archs = candidate_pool(self.space, self.rng, parents, opts.candidates, self.proposed)
-        return archs, emb.features(archs)
+        archs = [a for a in archs if not self.lookups.known_infeasible(a)]
+        return archs, None, emb.features(archs)
 
     # -- state ------------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:
@@ -232,6 +302,7 @@ class Arch2VecSearch(Strategy):
             "fit_seed": self.fit_seed,
             "tuned_size": self.tuned_size,
             "hyper": {m: [float(x) for x in p] for m, p in self.hyper.items()},
+            "costs": self.lookups.state(),  # in look-up order: the cost GP's training data
         }
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
@@ -241,6 +312,7 @@ class Arch2VecSearch(Strategy):
         self.fit_seed = int(extra.get("fit_seed", 0))
         self.tuned_size = int(extra.get("tuned_size", 0))
         self.hyper = {str(m): [float(x) for x in p] for m, p in extra.get("hyper", {}).items()}
+        self.lookups.load_state(extra.get("costs", {}))
         if self.fit_size:
             # The default tuning rule makes the same choice the original fit made.
             self._fit(self.fit_size, self.fit_seed)

@@ -57,6 +57,7 @@ from pydantic import Field
 from hwnas.searchers.acquisition import candidate_pool, pick
 from hwnas.searchers.pareto import nondominated_mask, reference_point
 from hwnas.searchers.strategies.base import STRATEGIES, Strategy, StrategyOptions
+from hwnas.searchers.strategies.costs import CostLookups
 from hwnas.searchers.surrogates import GaussianProcess
 
 #: Spaces with at most this many architectures use all of them as the candidate pool.
@@ -107,40 +108,16 @@ class AutoSearch(Strategy):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.proposed: set[str] = set()
-        self.costs: dict[str, float] = {}  # architecture -> its looked-up cost
+        self.lookups = CostLookups(self.context, self.objectives, self.options.use_cost)  # type: ignore[attr-defined]
         self.hyper: dict[str, list[float]] = {}  # metric -> GP [length scale, noise]
         self.tuned_size = 0
         self._pool: tuple[list[str], list[str], np.ndarray] | None = None
         self._models: dict[str, GaussianProcess] = {}
         self._enc: dict[str, np.ndarray] = {}
 
-    # -- the cost source ----------------------------------------------------------------
-    @property
-    def _cost(self) -> Any:
-        opts: AutoOptions = self.options  # type: ignore[assignment]
-        return self.context.cost if opts.use_cost else None
-
     @property
     def _cost_metric(self) -> str:
-        return self.context.cost_metric
-
-    def _look_up(self, arch: str) -> float | None:
-        """The cost source's figure for ``arch`` (remembered; None when it has none)."""
-        if arch in self.costs:
-            return self.costs[arch]
-        try:
-            value = self._cost.predict(arch)
-        except Exception:  # a cost source is best effort, as in the filter chain
-            value = None
-        if value is None or not math.isfinite(float(value)):
-            return None
-        self.costs[arch] = float(value)
-        return float(value)
-
-    def _cost_ok(self, value: float) -> bool:
-        return all(
-            c.satisfied(value) for c in self.objectives.constraints if c.metric == self._cost_metric
-        )
+        return self.lookups.metric
 
     # -- features and pool --------------------------------------------------------------
     def _features(self, archs: list[str]) -> np.ndarray:
@@ -245,9 +222,9 @@ class AutoSearch(Strategy):
             data = rest + recent
         archs = [a for a, _ in data]
         y = [self._warp(metric, float(v)) for _, v in data]
-        if metric == self._cost_metric and self.costs:  # look-ups are training data too
+        if metric == self._cost_metric and self.lookups.values:  # look-ups train it too
             told = set(archs)
-            extra = [(a, v) for a, v in self.costs.items() if a not in told]
+            extra = [(a, v) for a, v in self.lookups.values.items() if a not in told]
             for a, v in extra[-opts.max_train :]:
                 archs.append(a)
                 y.append(v)
@@ -300,7 +277,7 @@ class AutoSearch(Strategy):
             told = [v for _, v in self.successes()]
             return self._remember(archs[pick(self.objectives, means, draws, told, self.rng)])
         ranking = _Ranking(self, models, X)
-        if self._cost is None:
+        if not self.lookups.available:
             return self._remember(archs[int(ranking.top(1)[0])])
         return self._remember(self._shortlist_pick(archs, ranking))
 
@@ -327,7 +304,7 @@ class AutoSearch(Strategy):
         means, stds = ranking.means, ranking.stds
         for start in range(0, min(len(archs), 8 * opts.shortlist), opts.shortlist):
             idx = ranking.top(start + opts.shortlist)[start:]
-            known = [self._look_up(archs[i]) for i in idx]
+            known = [self.lookups.look_up(archs[i]) for i in idx]
             sub_means = {m: v[idx].copy() for m, v in means.items()}
             sub_stds = {m: v[idx].copy() for m, v in stds.items()}
             if cm in sub_means:
@@ -335,7 +312,7 @@ class AutoSearch(Strategy):
                     if v is not None:
                         sub_means[cm][j], sub_stds[cm][j] = v, 0.0
             rescored = self._acquire(sub_means, sub_stds)
-            ok = [j for j, v in enumerate(known) if v is None or self._cost_ok(v)]
+            ok = [j for j, v in enumerate(known) if v is None or self.lookups.meets_bounds(v)]
             if ok:
                 best = max(ok, key=lambda j: (rescored[j], -j))
                 return archs[int(idx[best])]
@@ -344,16 +321,13 @@ class AutoSearch(Strategy):
     def _random(self) -> str:
         """A uniform sample not proposed before, meeting the cost bounds when they can be
         looked up (a few tries; a repeat is left to the filter's dedupe)."""
-        cost_bounded = self._cost is not None and any(
-            c.metric == self._cost_metric for c in self.objectives.constraints
-        )
         arch = self.space.sample(self.rng)
         for _ in range(200):
             if self.space.canonical_key(arch) not in self.proposed:
-                if not cost_bounded:
+                if not self.lookups.bounded:
                     break
-                v = self._look_up(arch)
-                if v is None or self._cost_ok(v):
+                v = self.lookups.look_up(arch)
+                if v is None or self.lookups.meets_bounds(v):
                     break
             arch = self.space.sample(self.rng)
         return arch
@@ -484,14 +458,14 @@ class AutoSearch(Strategy):
     def _extra_state(self) -> dict[str, Any]:
         return {
             "proposed": sorted(self.proposed),
-            "costs": dict(self.costs),  # in look-up order: the cost model's training data
+            "costs": self.lookups.state(),  # in look-up order: the cost model's training data
             "hyper": {m: [float(x) for x in p] for m, p in self.hyper.items()},
             "tuned_size": self.tuned_size,
         }
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
         self.proposed = set(extra.get("proposed", []))
-        self.costs = {str(k): float(v) for k, v in extra.get("costs", {}).items()}
+        self.lookups.load_state(extra.get("costs", {}))
         self.hyper = {str(m): [float(x) for x in p] for m, p in extra.get("hyper", {}).items()}
         self.tuned_size = int(extra.get("tuned_size", 0))
 
