@@ -1,4 +1,4 @@
-"""Strategy ``auto`` (opt-in): Bayesian optimisation that uses what the search knows.
+"""Strategy ``auto`` (the default): Bayesian optimisation that uses what the search knows.
 
 One Gaussian process per modelled metric (``hwnas.searchers.surrogates.GaussianProcess``) is
 fitted on the space's encoding of everything told so far; the candidates are every untried
@@ -28,18 +28,18 @@ shortlist of 32 look-ups beat 8 (raspi4 hypervolume 0.994 vs 0.987); neighbours-
 ranked held-out NB201 cells worse than the isotropic grid-tuned GP (Kendall tau 0.29-0.49 vs
 0.47-0.62 at 50-200 random cells) at 100-300x its fitting time, so the numpy GP stays.
 
-Where it stands (``random`` stays the default; the choice is the maintainers'): on the reduced
-issue-15 grid (20 seeds, 50/100 queries; mo on cifar10 x raspi4/pixel2/eyeriss/1080ti_1 and
-cifar100 x raspi4, so on both datasets, con on raspi4/pixel2; README, "Strategy evaluation")
-``auto`` is ahead of random search on 20 of 28 setting x figure x budget cells and tied on 8;
-against the best peer (Optuna TPE) ahead on 13, tied on 14 and behind on 1: the test accuracy
-under the median latency bound after 50 multi-objective queries on 1080ti_1 (92.07 vs 92.92).
+Where it stands (the default since issue 15): on the full NB201 search-quality grid (12
+settings, budgets 50/100/200, 20 seeds; ``docs/search_quality.md``) ``auto`` is ahead of the
+best peer on 7, tied on 44 and behind on 3 of 54 setting x figure x budget cells. The three
+are all on 1080ti_1: the test accuracy under the median latency after 50 multi-objective
+queries (92.07 vs TPE's 92.92), and the hypervolume ratio at 100 and 200 queries (0.9851 and
+0.9915 vs ``optuna-gp``'s 0.9910 and 0.9942).
 EHVI alternates its scale (``ehvi_scale``): in accuracy's own units alone it sent most queries
 to the fastest architectures and trailed random search on that figure at 50 queries on
 raspi4, eyeriss and 1080ti_1 (91.80, 92.85, 91.71; now 92.48, 93.31, 92.07).
 Decision time (``benchmarks/decision_time.py``, thread CPU, median per proposal after 200
-results): 33 ms on NB201 (5,425 keys), 68 ms on NB201's full cells (15,625, the tabular
-backend's space; 127 ms with the whole pool's spread); 0.61 s after 10,000 results on
+results): 33 ms on NB201 (5,425 keys), 62-68 ms on NB201's full cells (15,625, the tabular
+backend's space; 127 ms with the whole pool's spread); 0.6-0.74 s after 10,000 results on
 MobileNet. The posterior spread is computed
 only for the candidates whose upper bound could reach the top (``_Ranking``): the same order
 as scoring the whole pool, at a fraction of the cost.
