@@ -19,7 +19,6 @@ Targets (issue 15): under 100 ms per proposal at 200 results, under 1 s at 10,00
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from benchmarks.searcher_overhead import fake_objective
+from hwnas.atomic import write_json_atomic
 from hwnas.searchers.objectives import Objective, Objectives, parse_constraint
 from hwnas.searchers.strategies.base import STRATEGIES, StrategyContext, make_strategy
 from hwnas.spaces import get_space
@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+        write_json_atomic(args.json, results, indent=2, allow_nan=True)
     return 0
 
 

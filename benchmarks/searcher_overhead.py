@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.atomic import write_json_atomic
 from hwnas.driver.function import FunctionBackend
 from hwnas.driver.loop import SearchLoop
 from hwnas.searchers.config import parse_config
@@ -194,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+        write_json_atomic(args.json, results, indent=2, allow_nan=True)
     return 0
 
 

@@ -140,7 +140,7 @@ class GaussianProcess:
 
     def _cross(self, Xs: np.ndarray) -> np.ndarray:
         """Kernel between ``Xs`` and the training rows, in single precision: on a pool of
-        thousands of candidates the kernel and the variance's triangular solve are most of a
+        thousands of candidates the kernel and the variance's triangular product are most of a
         prediction's cost, and float32 halves them (relative error ~1e-6, far below the
         noise level the variance is floored by, >= 0.01)."""
         X = self.X.astype(np.float32)

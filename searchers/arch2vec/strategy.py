@@ -187,13 +187,12 @@ class Arch2VecSearch(Strategy):
         for m in metrics:
             y = np.array([v[m] for _, v in data], dtype=float)
             Xm = X
-            if m == self.lookups.metric and self.lookups.values:
-                told = set(archs)
-                extra = [(a, c) for a, c in self.lookups.values.items() if a not in told]
-                extra = extra[-opts.max_train :]
-                if extra:
-                    Xm = np.vstack([X, self.embedder.features([a for a, _ in extra])])
-                    y = np.concatenate([y, [c for _, c in extra]])
+            extra = (
+                self.lookups.untold(set(archs), opts.max_train) if m == self.lookups.metric else []
+            )
+            if extra:
+                Xm = np.vstack([X, self.embedder.features([a for a, _ in extra])])
+                y = np.concatenate([y, [c for _, c in extra]])
             self._models[m] = GaussianProcess().fit(Xm, y, None if tune else self.hyper[m])
         if tune:
             self.hyper = {m: gp.params for m, gp in self._models.items()}
@@ -258,12 +257,12 @@ class Arch2VecSearch(Strategy):
     def _draw(
         self, pred: dict[str, tuple[np.ndarray, np.ndarray | None]]
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        # ``pred`` holds fresh arrays (a fancy index of the cached pool makes copies): the
+        # ask may overwrite an entry with a looked-up cost without touching the cache
         means, draws = {}, {}
         for m, (mean, std) in pred.items():
-            means[m] = mean.copy()
-            draws[m] = (
-                mean.copy() if std is None else mean + std * self.rng.standard_normal(len(mean))
-            )
+            means[m] = mean
+            draws[m] = mean if std is None else mean + std * self.rng.standard_normal(len(mean))
         return means, draws
 
     def _random(self) -> str:

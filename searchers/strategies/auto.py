@@ -222,10 +222,8 @@ class AutoSearch(Strategy):
             data = rest + recent
         archs = [a for a, _ in data]
         y = [self._warp(metric, float(v)) for _, v in data]
-        if metric == self._cost_metric and self.lookups.values:  # look-ups train it too
-            told = set(archs)
-            extra = [(a, v) for a, v in self.lookups.values.items() if a not in told]
-            for a, v in extra[-opts.max_train :]:
+        if metric == self._cost_metric:  # look-ups train it too
+            for a, v in self.lookups.untold(set(archs), opts.max_train):
                 archs.append(a)
                 y.append(v)
         return archs, np.array(y, dtype=float)
@@ -486,7 +484,7 @@ def _expected_improvement(
 class _Ranking:
     """The candidates in order of the acquisition, computed exactly but only as far as asked.
 
-    The posterior spread over a whole pool (a triangular solve per candidate) was most of a
+    The posterior spread over a whole pool (a triangular product per candidate) was most of a
     decision's time on NB201's 15,625 cells; the means are cheap. Every candidate's score is
     bounded from above with ``GaussianProcess.std_upper``; exact scores are computed in order of
     that bound, in growing chunks, until the ``n`` best exact scores all exceed every bound

@@ -10,7 +10,7 @@ look-up order, so a resumed search neither repeats a measurement nor fits a diff
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from hwnas.searchers.objectives import Objectives
@@ -59,6 +59,11 @@ class CostLookups:
         """Whether ``arch`` was looked up and breaks a bound."""
         value = self.values.get(arch)
         return value is not None and not self.meets_bounds(value)
+
+    def untold(self, told: Collection[str], limit: int) -> list[tuple[str, float]]:
+        """The latest ``limit`` look-ups of architectures not in ``told``, in look-up order:
+        the cost model's training data beside the trained results."""
+        return [(a, v) for a, v in self.values.items() if a not in told][-limit:]
 
     def state(self) -> dict[str, float]:
         """The look-ups, in look-up order (JSON)."""
