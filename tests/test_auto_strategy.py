@@ -257,3 +257,46 @@ def test_gp_spread_and_kernel_match_the_textbook_formulas() -> None:
     r = np.sqrt(5.0) * d
     np.testing.assert_allclose(matern52(d), (1 + r + r * r / 3) * np.exp(-r))
     assert matern52(d.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("goal", ["maximize", "minimize"])
+def test_first_objective_is_modelled_no_worse_than_its_floor_quantile(goal: str) -> None:
+    """Broken cells (chance accuracy) are modelled as merely bad: the worst quarter of the told
+    values is lifted to their 25th percentile; better values and the cost metric are kept."""
+    metric = "validation_accuracy" if goal == "maximize" else "error"
+    objectives = make_objectives([(metric, goal), ("latency_ms", "minimize")])
+    s = make_strategy(
+        "auto",
+        SPACE,
+        objectives,
+        np.random.default_rng(0),
+        OPTS,
+        StrategyContext(cost=CountingCost()),
+    )
+    rng = np.random.default_rng(1)
+    told: dict[str, dict[str, float]] = {}
+    archs = []
+    while len(archs) < 20:
+        arch = SPACE.sample(rng)
+        if SPACE.canonical_key(arch) not in {SPACE.canonical_key(a) for a in archs}:
+            archs.append(arch)
+    for i, arch in enumerate(archs):
+        acc = 0.1 if i % 4 == 0 else 0.6 + 0.01 * i  # every fourth one broken
+        v = {metric: acc if goal == "maximize" else 1.0 - acc, "latency_ms": 1.0 + i}
+        s.tell(arch, v)
+        told[SPACE.canonical_key(arch)] = v
+    archs, y = s._training(metric)
+    raw = np.array([s._warp(metric, told[SPACE.canonical_key(a)][metric]) for a in archs])
+    sign = 1.0 if goal == "maximize" else -1.0
+    floor = np.quantile(sign * raw, 0.25)
+    assert np.all(sign * y >= floor - 1e-12)
+    assert np.allclose(y[sign * raw >= floor], raw[sign * raw >= floor])  # the rest untouched
+    assert np.sum(~np.isclose(y, raw)) >= 4  # the broken ones were lifted
+    lat_archs, lat = s._training("latency_ms")
+    assert [told[SPACE.canonical_key(a)]["latency_ms"] for a in lat_archs] == list(lat)
+    off = make_strategy(
+        "auto", SPACE, objectives, np.random.default_rng(0), {**OPTS, "floor_quantile": 0}
+    )
+    for a in archs:
+        off.tell(a, told[SPACE.canonical_key(a)])
+    assert np.allclose(off._training(metric)[1], raw)

@@ -95,6 +95,11 @@ class AutoOptions(StrategyOptions):
     #: median latency at 50 queries; on the logit scale alone the hypervolume fell (pixel2
     #: 0.9825 vs 0.9930 at 100 queries, 20 seeds). Alternating kept both (README).
     ehvi_scale: Literal["alternate", "logit", "value"] = "alternate"
+    #: Model the first objective no worse than this quantile of its told values (on the
+    #: modelled scale; 0: off). Broken cells (NB201: chance accuracy, a cut path) are outliers
+    #: that forced the GP to its shortest length scale and a spread of ~1 logit everywhere; the
+    #: search needs to know only that they are bad. 0.25 beat 0 and 0.5 (README).
+    floor_quantile: float = Field(0.25, ge=0.0, lt=1.0)
 
 
 @STRATEGIES.register("auto")
@@ -221,12 +226,19 @@ class AutoSearch(Strategy):
             rest = sorted(data[:-half], key=lambda d: sign * d[1])[-(opts.max_train - half) :]
             data = rest + recent
         archs = [a for a, _ in data]
-        y = [self._warp(metric, float(v)) for _, v in data]
-        if metric == self._cost_metric:  # look-ups train it too
-            for a, v in self.lookups.untold(set(archs), opts.max_train):
-                archs.append(a)
-                y.append(v)
-        return archs, np.array(y, dtype=float)
+        y = np.array([self._warp(metric, float(v)) for _, v in data], dtype=float)
+        if metric == self._cost_metric:  # look-ups train it too (their exact values matter)
+            untold = self.lookups.untold(set(archs), opts.max_train)
+            archs += [a for a, _ in untold]
+            return archs, np.concatenate([y, [v for _, v in untold]])
+        first = self.objectives.objectives[0]
+        if metric == first.metric and opts.floor_quantile and len(y):
+            q = opts.floor_quantile
+            if first.goal == "maximize":
+                y = np.maximum(y, np.quantile(y, q))
+            else:
+                y = np.minimum(y, np.quantile(y, 1.0 - q))
+        return archs, y
 
     def _warped(self, metric: str) -> bool:
         return self.options.warp == "logit" and metric.endswith("accuracy")  # type: ignore[attr-defined]
