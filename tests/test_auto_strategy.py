@@ -300,3 +300,44 @@ def test_first_objective_is_modelled_no_worse_than_its_floor_quantile(goal: str)
     for a in archs:
         off.tell(a, told[SPACE.canonical_key(a)])
     assert np.allclose(off._training(metric)[1], raw)
+
+
+def test_the_acquisition_counts_only_the_chance_of_not_being_floored() -> None:
+    """A second GP learns which results the floor lifted; a candidate like them is
+    discounted by that chance (their modelled value hides how bad they are)."""
+    from hwnas.searchers.strategies.auto import FLOORED
+
+    objectives = make_objectives(
+        [("validation_accuracy", "maximize"), ("latency_ms", "minimize")],
+        reference_point={"validation_accuracy": 0.0, "latency_ms": 10.0},
+    )
+    s = make_strategy("auto", SPACE, objectives, np.random.default_rng(0), OPTS)
+
+    def broken(arch: str) -> bool:  # the first edge cut: chance accuracy
+        return SPACE.encode(arch, "onehot").reshape(6, 5)[0, 0] == 1
+
+    rng = np.random.default_rng(3)
+    values: dict[str, dict[str, float]] = {}
+    while len(values) < 40:
+        a = SPACE.sample(rng)
+        if a not in values:
+            values[a] = {**metrics(a), **({"validation_accuracy": 0.1} if broken(a) else {})}
+            s.tell(a, values[a])
+    told = list(values)
+    models = s._fit()
+    assert FLOORED in models
+    p = models[FLOORED].predict_mean(s._features(told))
+    flags = np.array([broken(a) for a in told])
+    assert flags.any() and p[flags].mean() > p[~flags].mean() + 0.3
+    means = {m: gp.predict_mean(s._features(told[:2])) for m, gp in models.items()}
+    stds = {m: np.full(2, 0.5) for m in models}
+    plain = {m: v for m, v in means.items() if m != FLOORED}
+    for p_floored in (0.0, 0.25, 1.0):
+        scored = s._acquire({**plain, FLOORED: np.full(2, p_floored)}, stds)
+        assert np.allclose(scored, (1.0 - p_floored) * s._acquire(plain, stds))
+    off = make_strategy(
+        "auto", SPACE, objectives, np.random.default_rng(0), {**OPTS, "floored_model": False}
+    )
+    for a, v in values.items():
+        off.tell(a, v)
+    assert FLOORED not in off._fit()

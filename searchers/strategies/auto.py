@@ -61,6 +61,9 @@ from hwnas.searchers.strategies.costs import CostLookups
 from hwnas.searchers.surrogates import GaussianProcess
 
 #: Spaces with at most this many architectures use all of them as the candidate pool.
+#: The model of which results the floor lifted (``AutoOptions.floored_model``), beside the
+#: metrics' models.
+FLOORED = "\0floored"
 MAX_FULL_POOL = 50_000
 
 
@@ -100,6 +103,10 @@ class AutoOptions(StrategyOptions):
     #: that forced the GP to its shortest length scale and a spread of ~1 logit everywhere; the
     #: search needs to know only that they are bad. 0.25 beat 0 and 0.5 (README).
     floor_quantile: float = Field(0.25, ge=0.0, lt=1.0)
+    #: Discount the acquisition by the chance that a candidate is one of the floored (a GP
+    #: on which told results were floored, with the first objective's kernel): the floor
+    #: hides how bad they are, so their modelled value alone overrates them.
+    floored_model: bool = True
 
 
 @STRATEGIES.register("auto")
@@ -214,7 +221,7 @@ class AutoSearch(Strategy):
         return [archs[i] for i in order[:k]]
 
     # -- models ---------------------------------------------------------------------------
-    def _training(self, metric: str) -> tuple[list[str], np.ndarray]:
+    def _training(self, metric: str, floored: bool = True) -> tuple[list[str], np.ndarray]:
         """Architectures and values of ``metric`` to fit on (looked-up costs included)."""
         opts: AutoOptions = self.options  # type: ignore[assignment]
         data = [(a, v[metric]) for a, v in self.successes() if metric in v]
@@ -231,14 +238,20 @@ class AutoSearch(Strategy):
             untold = self.lookups.untold(set(archs), opts.max_train)
             archs += [a for a, _ in untold]
             return archs, np.concatenate([y, [v for _, v in untold]])
-        first = self.objectives.objectives[0]
-        if metric == first.metric and opts.floor_quantile and len(y):
-            q = opts.floor_quantile
-            if first.goal == "maximize":
-                y = np.maximum(y, np.quantile(y, q))
-            else:
-                y = np.minimum(y, np.quantile(y, 1.0 - q))
+        if floored and metric == self.objectives.objectives[0].metric:
+            y, _ = self._floor(y)
         return archs, y
+
+    def _floor(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first objective's values ``y`` (modelled scale) no worse than the floor, and
+        which of them were lifted to it."""
+        opts: AutoOptions = self.options  # type: ignore[assignment]
+        if not opts.floor_quantile or len(y) == 0:
+            return y, np.zeros(len(y), dtype=bool)
+        sign = 1.0 if self.objectives.objectives[0].goal == "maximize" else -1.0
+        s = sign * y
+        lo = float(np.quantile(s, opts.floor_quantile))
+        return sign * np.maximum(s, lo), s < lo
 
     def _warped(self, metric: str) -> bool:
         return self.options.warp == "logit" and metric.endswith("accuracy")  # type: ignore[attr-defined]
@@ -264,6 +277,12 @@ class AutoSearch(Strategy):
             models[m] = gp
             if tune:
                 self.hyper[m] = list(gp.params)
+            first = self.objectives.objectives[0].metric
+            if m == first and opts.floored_model and self._acquisition_applies():
+                _, floored = self._floor(self._training(m, floored=False)[1])
+                if floored.any():  # which results were floored, on the same kernel
+                    z = floored.astype(float)
+                    models[FLOORED] = GaussianProcess().fit(gp.X, z, gp.params)
         if tune:
             self.tuned_size = n_ok
         return models
@@ -386,7 +405,10 @@ class AutoSearch(Strategy):
             value = self._ehvi(
                 m1, s1, f2, logit=self._warped(first.metric) and logit, f2_max=f2_max
             )
-        return value * self._feasibility(means, stds, upper)
+        value = value * self._feasibility(means, stds, upper)
+        if FLOORED in means:  # only the chance of not being one of the floored counts
+            value = value * (1.0 - np.clip(means[FLOORED], 0.0, 1.0))
+        return value
 
     def _incumbent(self, metric: str, sign: float) -> float:
         """Best value (minimisation form) among the feasible results the model was fitted
@@ -511,7 +533,17 @@ class _Ranking:
     def __init__(self, strategy: AutoSearch, models: dict[str, GaussianProcess], X: np.ndarray):
         self.strategy = strategy
         self.models = models
-        self.cross = {m: gp.cross(X) for m, gp in models.items()}
+        self.cross: dict[str, np.ndarray] = {}
+        for m, gp in models.items():  # models on the same rows and length scale share it
+            twin = next(
+                (
+                    k
+                    for k in self.cross
+                    if models[k].X is gp.X and models[k].params[0] == gp.params[0]
+                ),
+                None,
+            )
+            self.cross[m] = self.cross[twin] if twin is not None else gp.cross(X)
         self.means = {m: models[m].mean_from_cross(K) for m, K in self.cross.items()}
         n = len(X)
         self.spread = [m for m in models if strategy._needs_spread(m)]
