@@ -285,13 +285,16 @@ def test_first_objective_is_modelled_no_worse_than_its_floor_quantile(goal: str)
         v = {metric: acc if goal == "maximize" else 1.0 - acc, "latency_ms": 1.0 + i}
         s.tell(arch, v)
         told[SPACE.canonical_key(arch)] = v
-    archs, y = s._training(metric)
+    archs, told_y = s._training(metric)
+    y, _ = s._floor(told_y)  # what _fit models
     raw = np.array([s._warp(metric, told[SPACE.canonical_key(a)][metric]) for a in archs])
     sign = 1.0 if goal == "maximize" else -1.0
     floor = np.quantile(sign * raw, 0.25)
     assert np.all(sign * y >= floor - 1e-12)
     assert np.allclose(y[sign * raw >= floor], raw[sign * raw >= floor])  # the rest untouched
     assert np.sum(~np.isclose(y, raw)) >= 4  # the broken ones were lifted
+    fitted = s._fit()[metric]  # the GP is fitted on the floored values, not the told ones
+    assert np.isclose(fitted.mu, y.mean()) and not np.isclose(fitted.mu, raw.mean())
     lat_archs, lat = s._training("latency_ms")
     assert [told[SPACE.canonical_key(a)]["latency_ms"] for a in lat_archs] == list(lat)
     off = make_strategy(
@@ -299,7 +302,7 @@ def test_first_objective_is_modelled_no_worse_than_its_floor_quantile(goal: str)
     )
     for a in archs:
         off.tell(a, told[SPACE.canonical_key(a)])
-    assert np.allclose(off._training(metric)[1], raw)
+    assert np.allclose(off._floor(off._training(metric)[1])[0], raw)
 
 
 def test_the_acquisition_counts_only_the_chance_of_not_being_floored() -> None:

@@ -70,10 +70,10 @@ from hwnas.searchers.strategies.costs import CostLookups
 from hwnas.searchers.surrogates import GaussianProcess
 
 #: Spaces with at most this many architectures use all of them as the candidate pool.
+MAX_FULL_POOL = 50_000
 #: The model of which results the floor lifted (``AutoOptions.floored_model``), beside the
 #: metrics' models.
 FLOORED = "\0floored"
-MAX_FULL_POOL = 50_000
 
 
 class AutoOptions(StrategyOptions):
@@ -230,8 +230,9 @@ class AutoSearch(Strategy):
         return [archs[i] for i in order[:k]]
 
     # -- models ---------------------------------------------------------------------------
-    def _training(self, metric: str, floored: bool = True) -> tuple[list[str], np.ndarray]:
-        """Architectures and values of ``metric`` to fit on (looked-up costs included)."""
+    def _training(self, metric: str) -> tuple[list[str], np.ndarray]:
+        """Architectures and values of ``metric`` to fit on (looked-up costs included), on
+        the modelled scale; ``_fit`` floors the first objective's (``_floor``)."""
         opts: AutoOptions = self.options  # type: ignore[assignment]
         data = [(a, v[metric]) for a, v in self.successes() if metric in v]
         if len(data) > opts.max_train:  # the best half and the most recent half
@@ -247,8 +248,6 @@ class AutoSearch(Strategy):
             untold = self.lookups.untold(set(archs), opts.max_train)
             archs += [a for a, _ in untold]
             return archs, np.concatenate([y, [v for _, v in untold]])
-        if floored and metric == self.objectives.objectives[0].metric:
-            y, _ = self._floor(y)
         return archs, y
 
     def _floor(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,21 +276,22 @@ class AutoSearch(Strategy):
         n_ok = len(self.successes())
         tune = n_ok - self.tuned_size >= opts.tune_every or not self.hyper
         models = {}
+        first = self.objectives.objectives[0].metric
         for m in self.objectives.modelled_metrics:
             archs, y = self._training(m)
             if len(y) < 2:
                 continue
+            floored = np.zeros(len(y), dtype=bool)
+            if m == first and m != self._cost_metric:  # exact costs are never floored
+                y, floored = self._floor(y)
             params = None if tune or m not in self.hyper else self.hyper[m]
             gp = GaussianProcess().fit(self._features(archs), y, params)
             models[m] = gp
             if tune:
                 self.hyper[m] = list(gp.params)
-            first = self.objectives.objectives[0].metric
-            if m == first and opts.floored_model and self._acquisition_applies():
-                _, floored = self._floor(self._training(m, floored=False)[1])
-                if floored.any():  # which results were floored, on the same kernel
-                    z = floored.astype(float)
-                    models[FLOORED] = GaussianProcess().fit(gp.X, z, gp.params)
+            if floored.any() and opts.floored_model and self._acquisition_applies():
+                # which results were floored, on the same rows and kernel
+                models[FLOORED] = GaussianProcess().fit(gp.X, floored.astype(float), gp.params)
         if tune:
             self.tuned_size = n_ok
         return models
@@ -543,16 +543,12 @@ class _Ranking:
         self.strategy = strategy
         self.models = models
         self.cross: dict[str, np.ndarray] = {}
+        shared: dict[tuple[int, float], np.ndarray] = {}
         for m, gp in models.items():  # models on the same rows and length scale share it
-            twin = next(
-                (
-                    k
-                    for k in self.cross
-                    if models[k].X is gp.X and models[k].params[0] == gp.params[0]
-                ),
-                None,
-            )
-            self.cross[m] = self.cross[twin] if twin is not None else gp.cross(X)
+            key = (id(gp.X), gp.params[0])
+            if key not in shared:
+                shared[key] = gp.cross(X)
+            self.cross[m] = shared[key]
         self.means = {m: models[m].mean_from_cross(K) for m, K in self.cross.items()}
         n = len(X)
         self.spread = [m for m in models if strategy._needs_spread(m)]
